@@ -1,0 +1,111 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { ApiKey, ApiKeyScope, Environment } from "./model.js";
+import type { Runtime } from "./runtime.js";
+import { PermissionDeniedError, UnauthenticatedError } from "./errors.js";
+
+/** Every scope an environment key can hold; an admin key holds `admin`. */
+export const ENVIRONMENT_SCOPES: readonly ApiKeyScope[] = [
+  "check",
+  "read",
+  "assignments:write",
+  "hierarchy:write",
+  "catalog:write",
+  "identities:write",
+];
+
+/** Who is calling: an authenticated API key. */
+export interface Principal {
+  keyId: string;
+  accountId: string;
+  /** null = admin key */
+  environmentId: string | null;
+  scopes: readonly ApiKeyScope[];
+}
+
+/** A principal acting inside one environment (data-plane RPCs). */
+export interface EnvironmentContext {
+  principal: Principal;
+  environment: Environment;
+}
+
+export const KEY_PREFIX = "cnpy_";
+
+/** A fresh secret: `cnpy_` + 32 random bytes base64url (43 chars). */
+export function generateSecret(): string {
+  return KEY_PREFIX + randomBytes(32).toString("base64url");
+}
+
+/** Keys are high-entropy secrets, so a plain SHA-256 is the right hash (no stretching needed). */
+export function hashSecret(secret: string): string {
+  return createHash("sha256").update(secret, "utf8").digest("hex");
+}
+
+/**
+ * Authenticates API keys and resolves the environment a call acts in. Keys are looked up by hash
+ * (the plaintext is never stored) and the stored hash is compared in constant time. Validated keys
+ * are cached by hash; revocation and environment deletion evict them.
+ */
+export class Authenticator {
+  private readonly cache = new Map<string, ApiKey>();
+
+  constructor(private readonly rt: Runtime) {}
+
+  async authenticate(secret: string | undefined): Promise<Principal> {
+    if (!secret) throw new UnauthenticatedError("missing API key: send it in the x-api-key header or as 'authorization: Bearer <key>'");
+    if (!secret.startsWith(KEY_PREFIX) || secret.length > 256) throw new UnauthenticatedError("invalid API key");
+    const hash = hashSecret(secret);
+    let key = this.cache.get(hash);
+    if (!key) {
+      key = await this.rt.store.reader.getApiKeyByHash(hash);
+      if (key && key.revokedAt === null) this.cache.set(hash, key);
+    }
+    if (!key || !timingSafeEqual(Buffer.from(key.keyHash, "hex"), Buffer.from(hash, "hex"))) {
+      throw new UnauthenticatedError("invalid API key");
+    }
+    if (key.revokedAt !== null) throw new UnauthenticatedError(`API key ${key.id} has been revoked`);
+    if (key.expiresAt !== null && this.rt.clock.now() >= key.expiresAt) throw new UnauthenticatedError(`API key ${key.id} has expired`);
+    return { keyId: key.id, accountId: key.accountId, environmentId: key.environmentId, scopes: key.scopes };
+  }
+
+  /** Forgets a key (after revocation) so the next call re-reads it. */
+  evict(keyId: string): void {
+    for (const [h, k] of this.cache) if (k.id === keyId) this.cache.delete(h);
+  }
+
+  evictEnvironment(environmentId: string): void {
+    for (const [h, k] of this.cache) if (k.environmentId === environmentId) this.cache.delete(h);
+  }
+
+  /**
+   * The environment a data-plane call acts in: an environment key's own; for an admin key, the one
+   * named by the `canopy-environment` header (which must belong to the key's account).
+   */
+  environmentFor(p: Principal, requestedEnvironmentId: string | undefined): Environment {
+    if (p.environmentId !== null) {
+      if (requestedEnvironmentId && requestedEnvironmentId !== p.environmentId) {
+        throw new PermissionDeniedError("this API key acts only in its own environment; drop the canopy-environment header or use that environment's key");
+      }
+      const env = this.rt.maybeEnvironment(p.environmentId);
+      if (!env) throw new UnauthenticatedError(`the environment of API key ${p.keyId} no longer exists`);
+      return env;
+    }
+    if (!requestedEnvironmentId) {
+      throw new PermissionDeniedError("an admin key must name the environment to act in with the canopy-environment header");
+    }
+    const env = this.rt.maybeEnvironment(requestedEnvironmentId);
+    if (!env || env.accountId !== p.accountId) throw new PermissionDeniedError(`environment ${JSON.stringify(requestedEnvironmentId)} is not accessible with this key`);
+    return env;
+  }
+
+  /** Throws PERMISSION_DENIED unless the key may use `scope`. Empty scopes = all of the key's kind. */
+  requireScope(p: Principal, scope: ApiKeyScope): void {
+    if (p.environmentId === null) {
+      if (p.scopes.length === 0 || p.scopes.includes("admin")) return;
+      throw new PermissionDeniedError(`API key ${p.keyId} lacks the "admin" scope`);
+    }
+    if (scope === "admin") throw new PermissionDeniedError("this RPC needs an admin key; environment keys act only inside their environment");
+    if (p.scopes.length === 0 || p.scopes.includes(scope)) return;
+    if (scope === "read" && p.scopes.some((s) => s.endsWith(":write"))) return;
+    throw new PermissionDeniedError(`API key ${p.keyId} lacks the ${JSON.stringify(scope)} scope`);
+  }
+}

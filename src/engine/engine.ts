@@ -1,0 +1,364 @@
+import { Closure, type TreeNode } from "./closure.js";
+
+/**
+ * The evaluation engine: per environment an in-memory closure of the hierarchy, the role → permission
+ * sets and a per-identity index of assignments; account-wide identity state and per-application
+ * memberships. Pure: no I/O, no clock. The services apply every committed write here before the
+ * write RPC returns, so a check sees a write as soon as it is acknowledged.
+ */
+
+export type CheckScope = "node" | "app_wide";
+
+/** Why a check was denied. Order of evaluation is documented in README ("Denial reasons"). */
+export type DenialReason =
+  | "UNKNOWN_IDENTITY"
+  | "UNKNOWN_PERMISSION"
+  | "UNKNOWN_NODE"
+  | "IDENTITY_INACTIVE"
+  | "NO_MEMBERSHIP"
+  | "MEMBERSHIP_INACTIVE"
+  | "NO_ASSIGNMENT"
+  | "PERMISSION_NOT_GRANTED"
+  | "ONLY_SCHEDULED"
+  | "ONLY_EXPIRED";
+
+export interface CheckQuery {
+  identityId: string;
+  permission: string;
+  scope: CheckScope;
+  /** node scope: the node checked; "" = the root (the services allow that only in flat mode) */
+  nodeId: string;
+  /** evaluation instant, epoch ms */
+  at: number;
+  explain: boolean;
+}
+
+export interface GrantingAssignment {
+  assignmentId: string;
+  roleId: string;
+  /** the node the assignment sits on: where the grant was inherited from */
+  nodeId: string;
+  inherited: boolean;
+  effectiveFrom: number;
+  effectiveTo: number | null;
+}
+
+export interface CheckResult {
+  allowed: boolean;
+  identityId: string;
+  permission: string;
+  scope: CheckScope;
+  effectiveNodeId: string;
+  grantingRoles: Array<{ roleId: string; roleName: string }>;
+  denialReason: DenialReason | null;
+  explanation: GrantingAssignment[];
+  revision: number;
+  at: number;
+}
+
+/** An assignment as the engine indexes it. */
+export interface AssignmentRecord {
+  id: string;
+  identityId: string;
+  roleId: string;
+  nodeId: string;
+  effectiveFrom: number;
+  /** null = never */
+  effectiveTo: number | null;
+}
+
+export interface RoleRecord {
+  id: string;
+  name: string;
+  permissionKeys: Iterable<string>;
+}
+
+export interface EnvironmentSnapshot {
+  id: string;
+  accountId: string;
+  applicationId: string;
+  rootNodeId: string;
+  revision: number;
+  nodes: Iterable<TreeNode>;
+  permissionKeys: Iterable<string>;
+  roles: Iterable<RoleRecord>;
+  assignments: Iterable<AssignmentRecord>;
+}
+
+interface RoleState {
+  id: string;
+  name: string;
+  permissions: Set<string>;
+}
+
+interface EnvironmentState {
+  readonly id: string;
+  readonly accountId: string;
+  readonly applicationId: string;
+  revision: number;
+  closure: Closure;
+  /** node id -> node, the source the closure is rebuilt from */
+  readonly nodes: Map<string, TreeNode>;
+  readonly permissions: Set<string>;
+  readonly roles: Map<string, RoleState>;
+  readonly byIdentity: Map<string, AssignmentRecord[]>;
+  readonly byId: Map<string, AssignmentRecord>;
+}
+
+interface IdentityState {
+  accountId: string;
+  active: boolean;
+}
+
+export interface Engine {
+  loadEnvironment(s: EnvironmentSnapshot): void;
+  dropEnvironment(environmentId: string): void;
+  hasEnvironment(environmentId: string): boolean;
+  revision(environmentId: string): number;
+  setRevision(environmentId: string, revision: number): void;
+  /** The current closure of the environment's hierarchy (immutable; replaced on every change). */
+  closure(environmentId: string): Closure;
+
+  setIdentity(identityId: string, accountId: string, active: boolean): void;
+  removeIdentity(identityId: string): void;
+  /** null removes the membership */
+  setMembership(applicationId: string, identityId: string, status: "active" | "inactive" | null): void;
+
+  /** Upserts and removes nodes, then rebuilds the closure once and swaps it in. */
+  applyNodes(environmentId: string, change: { upsert?: TreeNode[]; remove?: string[] }): void;
+  putPermission(environmentId: string, key: string): void;
+  /** also removes the key from every role */
+  removePermission(environmentId: string, key: string): void;
+  putRole(environmentId: string, role: RoleRecord): void;
+  removeRole(environmentId: string, roleId: string): void;
+  putAssignment(environmentId: string, a: AssignmentRecord): void;
+  removeAssignment(environmentId: string, assignmentId: string): void;
+  /** account and active flag of an identity, or undefined when unknown */
+  identity(identityId: string): { accountId: string; active: boolean } | undefined;
+  membership(applicationId: string, identityId: string): "active" | "inactive" | undefined;
+  hasRole(environmentId: string, roleId: string): boolean;
+  /** the indexed assignments of one identity (read-only view) */
+  assignmentsOf(environmentId: string, identityId: string): readonly AssignmentRecord[];
+
+  check(environmentId: string, q: CheckQuery): CheckResult;
+}
+
+const NO_ASSIGNMENTS: readonly AssignmentRecord[] = Object.freeze([]);
+
+/** Creates an empty engine. */
+export function createEngine(): Engine {
+  const envs = new Map<string, EnvironmentState>();
+  const identities = new Map<string, IdentityState>();
+  /** applicationId -> identityId -> status */
+  const memberships = new Map<string, Map<string, "active" | "inactive">>();
+
+  function env(id: string): EnvironmentState {
+    const e = envs.get(id);
+    if (!e) throw new Error(`environment ${id} is not loaded in the engine`);
+    return e;
+  }
+
+  function indexAssignment(e: EnvironmentState, a: AssignmentRecord): void {
+    const old = e.byId.get(a.id);
+    if (old) unindexAssignment(e, old);
+    const rec = { ...a };
+    e.byId.set(rec.id, rec);
+    const list = e.byIdentity.get(rec.identityId);
+    if (list) list.push(rec);
+    else e.byIdentity.set(rec.identityId, [rec]);
+  }
+
+  function unindexAssignment(e: EnvironmentState, a: AssignmentRecord): void {
+    e.byId.delete(a.id);
+    const list = e.byIdentity.get(a.identityId);
+    if (!list) return;
+    const i = list.findIndex((x) => x.id === a.id);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) e.byIdentity.delete(a.identityId);
+  }
+
+  function deny(base: CheckResult, reason: DenialReason): CheckResult {
+    base.denialReason = reason;
+    return base;
+  }
+
+  return {
+    loadEnvironment(s) {
+      const nodes = new Map<string, TreeNode>();
+      for (const n of s.nodes) nodes.set(n.id, { id: n.id, parentId: n.parentId, type: n.type });
+      const e: EnvironmentState = {
+        id: s.id,
+        accountId: s.accountId,
+        applicationId: s.applicationId,
+        revision: s.revision,
+        closure: new Closure(nodes.values(), s.rootNodeId),
+        nodes,
+        permissions: new Set(s.permissionKeys),
+        roles: new Map(),
+        byIdentity: new Map(),
+        byId: new Map(),
+      };
+      for (const r of s.roles) e.roles.set(r.id, { id: r.id, name: r.name, permissions: new Set(r.permissionKeys) });
+      for (const a of s.assignments) indexAssignment(e, a);
+      envs.set(s.id, e);
+    },
+    dropEnvironment(id) {
+      envs.delete(id);
+    },
+    hasEnvironment(id) {
+      return envs.has(id);
+    },
+    revision(id) {
+      return env(id).revision;
+    },
+    setRevision(id, revision) {
+      const e = env(id);
+      if (revision > e.revision) e.revision = revision;
+    },
+    closure(id) {
+      return env(id).closure;
+    },
+
+    setIdentity(identityId, accountId, active) {
+      identities.set(identityId, { accountId, active });
+    },
+    removeIdentity(identityId) {
+      identities.delete(identityId);
+    },
+    setMembership(applicationId, identityId, status) {
+      let m = memberships.get(applicationId);
+      if (status === null) {
+        m?.delete(identityId);
+        return;
+      }
+      if (!m) memberships.set(applicationId, (m = new Map()));
+      m.set(identityId, status);
+    },
+
+    applyNodes(id, change) {
+      const e = env(id);
+      const next = new Map(e.nodes);
+      for (const r of change.remove ?? []) next.delete(r);
+      for (const n of change.upsert ?? []) next.set(n.id, { id: n.id, parentId: n.parentId, type: n.type });
+      // Build first, swap after: a failed build leaves the old closure and node map in place.
+      const closure = new Closure(next.values(), e.closure.rootId);
+      e.nodes.clear();
+      for (const [k, v] of next) e.nodes.set(k, v);
+      e.closure = closure;
+    },
+    putPermission(id, key) {
+      env(id).permissions.add(key);
+    },
+    removePermission(id, key) {
+      const e = env(id);
+      e.permissions.delete(key);
+      for (const r of e.roles.values()) r.permissions.delete(key);
+    },
+    putRole(id, role) {
+      // A new Set object: a check running concurrently (there is none in one JS thread) or a holder of the
+      // old role state never sees a partially replaced permission set.
+      env(id).roles.set(role.id, { id: role.id, name: role.name, permissions: new Set(role.permissionKeys) });
+    },
+    removeRole(id, roleId) {
+      env(id).roles.delete(roleId);
+    },
+    putAssignment(id, a) {
+      indexAssignment(env(id), a);
+    },
+    removeAssignment(id, assignmentId) {
+      const e = env(id);
+      const a = e.byId.get(assignmentId);
+      if (a) unindexAssignment(e, a);
+    },
+    identity(identityId) {
+      const i = identities.get(identityId);
+      return i && { accountId: i.accountId, active: i.active };
+    },
+    membership(applicationId, identityId) {
+      return memberships.get(applicationId)?.get(identityId);
+    },
+    hasRole(id, roleId) {
+      return env(id).roles.has(roleId);
+    },
+    assignmentsOf(id, identityId) {
+      return env(id).byIdentity.get(identityId) ?? NO_ASSIGNMENTS;
+    },
+
+    check(id, q) {
+      const e = env(id);
+      const closure = e.closure;
+      const nodeId = q.scope === "node" ? q.nodeId || closure.rootId : "";
+      const result: CheckResult = {
+        allowed: false,
+        identityId: q.identityId,
+        permission: q.permission,
+        scope: q.scope,
+        effectiveNodeId: "",
+        grantingRoles: [],
+        denialReason: null,
+        explanation: [],
+        revision: e.revision,
+        at: q.at,
+      };
+      const identity = identities.get(q.identityId);
+      if (!identity || identity.accountId !== e.accountId) return deny(result, "UNKNOWN_IDENTITY");
+      if (!e.permissions.has(q.permission)) return deny(result, "UNKNOWN_PERMISSION");
+      let n = -1;
+      if (q.scope === "node") {
+        n = closure.positionOf(nodeId);
+        if (n < 0) return deny(result, "UNKNOWN_NODE");
+      }
+      if (!identity.active) return deny(result, "IDENTITY_INACTIVE");
+      const membership = memberships.get(e.applicationId)?.get(q.identityId);
+      if (membership === undefined) return deny(result, "NO_MEMBERSHIP");
+      if (membership !== "active") return deny(result, "MEMBERSHIP_INACTIVE");
+
+      const records = e.byIdentity.get(q.identityId) ?? NO_ASSIGNMENTS;
+      let inScope = false;
+      let scheduled = false;
+      let expired = false;
+      let grants: AssignmentRecord[] | undefined;
+      for (const rec of records) {
+        const a = closure.positionOf(rec.nodeId);
+        if (a < 0) continue;
+        if (n >= 0 && !closure.containsPosition(a, n)) continue;
+        inScope = true;
+        const role = e.roles.get(rec.roleId);
+        if (!role || !role.permissions.has(q.permission)) continue;
+        if (q.at < rec.effectiveFrom) scheduled = true;
+        else if (rec.effectiveTo !== null && q.at >= rec.effectiveTo) expired = true;
+        else (grants ??= []).push(rec);
+      }
+      if (!grants) {
+        if (!inScope) return deny(result, "NO_ASSIGNMENT");
+        if (scheduled) return deny(result, "ONLY_SCHEDULED");
+        if (expired) return deny(result, "ONLY_EXPIRED");
+        return deny(result, "PERMISSION_NOT_GRANTED");
+      }
+
+      result.allowed = true;
+      const seen = new Set<string>();
+      let top = grants[0];
+      for (const g of grants) {
+        if (!seen.has(g.roleId)) {
+          seen.add(g.roleId);
+          result.grantingRoles.push({ roleId: g.roleId, roleName: e.roles.get(g.roleId)!.name });
+        }
+        if (closure.depth(g.nodeId) < closure.depth(top.nodeId)) top = g;
+      }
+      result.grantingRoles.sort((x, y) => (x.roleName < y.roleName ? -1 : x.roleName > y.roleName ? 1 : 0));
+      result.effectiveNodeId = q.scope === "node" ? nodeId : top.nodeId;
+      if (q.explain) {
+        result.explanation = grants.map((g) => ({
+          assignmentId: g.id,
+          roleId: g.roleId,
+          nodeId: g.nodeId,
+          inherited: q.scope === "node" && g.nodeId !== nodeId,
+          effectiveFrom: g.effectiveFrom,
+          effectiveTo: g.effectiveTo,
+        }));
+      }
+      return result;
+    },
+  };
+}

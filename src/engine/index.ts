@@ -1,0 +1,2 @@
+export { Closure, type TreeNode } from "./closure.js";
+export * from "./engine.js";
