@@ -29,7 +29,9 @@ export class CatalogService {
     const permissions: Permission[] = inputs.map((input, i) => {
       const key = requirePermissionKey(input.key, `permissions[${i}].key`);
       const dup = seen.get(key);
-      if (dup !== undefined) throw new InvalidArgumentError(`permissions[${i}].key`, `${JSON.stringify(key)} repeats permissions[${dup}].key`);
+      if (dup !== undefined) {
+        throw new ConflictError(`permission ${JSON.stringify(key)} is listed twice: permissions[${dup}] and permissions[${i}]`, `permissions[${i}].key`, "catalog.permission_exists");
+      }
       seen.set(key, i);
       return {
         id: newId(),

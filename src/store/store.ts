@@ -94,6 +94,8 @@ export interface NodePatch {
   externalId?: string | null;
   metadata?: JsonObject;
   parentId?: string;
+  /** only the root's type changes, to follow a schema's root_node_type */
+  type?: string;
   updatedAt: number;
 }
 

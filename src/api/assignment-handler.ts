@@ -1,0 +1,121 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { Canopy } from "../domain/canopy.js";
+import type { AssignmentInput } from "../domain/assignment-service.js";
+import { DomainError, LimitExceededError } from "../domain/errors.js";
+import { AssignmentService, type AssignmentInput as PbAssignmentInput } from "../gen/canopy/v1/assignment_pb.js";
+import { assignmentToPb, itemResultToPb, msOf, stateFromPb } from "./convert.js";
+import { environmentOf } from "./context.js";
+
+function inputOf(i: PbAssignmentInput | undefined, prefix: string): AssignmentInput {
+  return {
+    identityId: i?.identityId ?? "",
+    roleId: i?.roleId ?? "",
+    nodeId: i?.nodeId ?? "",
+    effectiveFrom: msOf(i?.effectiveFrom, `${prefix}.effective_from`),
+    effectiveTo: msOf(i?.effectiveTo, `${prefix}.effective_to`),
+  };
+}
+
+/**
+ * Converts items one by one: an item with a malformed timestamp becomes that item's own
+ * INVALID_ARGUMENT result instead of failing its neighbours.
+ */
+function inputsOf(items: PbAssignmentInput[], base: number): Array<AssignmentInput> {
+  return items.map((i, k) => {
+    try {
+      return inputOf(i, `items[${base + k}]`);
+    } catch (err) {
+      if (!(err instanceof DomainError)) throw err;
+      return { identityId: i.identityId, roleId: i.roleId, nodeId: i.nodeId, effectiveFrom: null, effectiveTo: null, error: err };
+    }
+  });
+}
+
+/** AssignmentService: single, streaming bulk, unary batch, reads, updates and deletes. */
+export function assignmentHandlers(canopy: Canopy): ServiceImpl<typeof AssignmentService> {
+  const now = () => canopy.runtime.clock.now();
+  const limits = canopy.runtime.limits;
+  return {
+    async createAssignment(req, ctx) {
+      const env = environmentOf(canopy, ctx);
+      const { assignment, revision } = await canopy.assignments.createAssignment(env, inputOf(req.assignment, "assignment"));
+      return { assignment: assignmentToPb(assignment, now()), revision: BigInt(revision) };
+    },
+
+    async *bulkCreateAssignments(requests, ctx) {
+      const env = environmentOf(canopy, ctx);
+      let total = 0;
+      let succeeded = 0;
+      for await (const message of requests) {
+        if (message.items.length > limits.maxStreamMessageItems) {
+          throw new LimitExceededError("items", limits.maxStreamMessageItems, "items per stream message");
+        }
+        if (total + message.items.length > limits.maxStreamItems) {
+          throw new LimitExceededError("items", limits.maxStreamItems, "items per stream");
+        }
+        const inputs = inputsOf(message.items, total);
+        for await (const chunk of canopy.assignments.createMany(env, inputs, total)) {
+          for (const r of chunk) {
+            if (r.status.code === 0) succeeded++;
+            yield { kind: { case: "result", value: itemResultToPb(r, now()) } };
+          }
+        }
+        total += message.items.length;
+      }
+      yield {
+        kind: {
+          case: "summary",
+          value: { summary: { total, succeeded, failed: total - succeeded }, revision: BigInt(canopy.runtime.engine.revision(env.environment.id)) },
+        },
+      };
+    },
+
+    async batchCreateAssignments(req, ctx) {
+      const env = environmentOf(canopy, ctx);
+      const result = await canopy.assignments.batchCreate(env, inputsOf(req.items, 0), req.atomic, req.idempotencyKey);
+      const t = now();
+      return {
+        results: result.results.map((r) => itemResultToPb(r, t)),
+        summary: result.summary,
+        revision: BigInt(result.revision),
+        replayed: result.replayed,
+      };
+    },
+
+    async getAssignment(req, ctx) {
+      const assignment = await canopy.assignments.getAssignment(environmentOf(canopy, ctx), req.id);
+      return { assignment: assignmentToPb(assignment, now()) };
+    },
+
+    async listAssignments(req, ctx) {
+      const page = await canopy.assignments.listAssignments(
+        environmentOf(canopy, ctx),
+        { identityId: req.identityId, nodeId: req.nodeId, roleId: req.roleId, state: stateFromPb(req.state, "state") },
+        req.pageSize,
+        req.pageToken,
+      );
+      const t = now();
+      return { assignments: page.items.map((a) => assignmentToPb(a, t)), nextPageToken: page.nextPageToken };
+    },
+
+    async updateAssignment(req, ctx) {
+      const { assignment, revision } = await canopy.assignments.updateAssignment(environmentOf(canopy, ctx), req.id, {
+        roleId: req.roleId,
+        effectiveFrom: msOf(req.effectiveFrom, "effective_from") ?? undefined,
+        effectiveTo: msOf(req.effectiveTo, "effective_to") ?? undefined,
+        clearEffectiveTo: req.clearEffectiveTo,
+      });
+      return { assignment: assignmentToPb(assignment, now()), revision: BigInt(revision) };
+    },
+
+    async deleteAssignment(req, ctx) {
+      return { revision: BigInt(await canopy.assignments.deleteAssignment(environmentOf(canopy, ctx), req.id)) };
+    },
+
+    async batchDeleteAssignments(req, ctx) {
+      const r = await canopy.assignments.batchDelete(environmentOf(canopy, ctx), req.ids);
+      const t = now();
+      return { results: r.results.map((x) => itemResultToPb(x, t)), summary: r.summary, revision: BigInt(r.revision) };
+    },
+  };
+}

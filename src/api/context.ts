@@ -1,0 +1,29 @@
+import type { HandlerContext } from "@connectrpc/connect";
+import type { Canopy } from "../domain/canopy.js";
+import type { EnvironmentContext, Principal } from "../domain/auth.js";
+import type { IdentityScope } from "../domain/identity-service.js";
+import { UnauthenticatedError } from "../domain/errors.js";
+import { ENVIRONMENT_HEADER, principalKey } from "./interceptors.js";
+
+/** The principal the auth interceptor stored for this call. */
+export function principalOf(ctx: HandlerContext): Principal {
+  const p = ctx.values.get(principalKey);
+  if (!p) throw new UnauthenticatedError("no authenticated principal for this call");
+  return p;
+}
+
+/** The environment a data-plane call acts in (the key's, or the admin's canopy-environment header). */
+export function environmentOf(canopy: Canopy, ctx: HandlerContext): EnvironmentContext {
+  const principal = principalOf(ctx);
+  const environment = canopy.auth.environmentFor(principal, ctx.requestHeader.get(ENVIRONMENT_HEADER) ?? undefined);
+  return { principal, environment };
+}
+
+/** Identity calls may run without an environment (admin key without the header). */
+export function identityScopeOf(canopy: Canopy, ctx: HandlerContext): IdentityScope {
+  const principal = principalOf(ctx);
+  const header = ctx.requestHeader.get(ENVIRONMENT_HEADER) ?? undefined;
+  if (principal.environmentId === null && !header) return { principal, environmentId: null, applicationId: null };
+  const environment = canopy.auth.environmentFor(principal, header);
+  return { principal, environmentId: environment.id, applicationId: environment.applicationId };
+}

@@ -1,0 +1,47 @@
+import pino from "pino";
+import type { Config } from "./config.js";
+import type { Clock } from "./domain/clock.js";
+import { systemClock } from "./domain/clock.js";
+import { createCanopy, type Canopy } from "./domain/canopy.js";
+import type { Logger } from "./domain/runtime.js";
+import { createEngine } from "./engine/index.js";
+import { createStore } from "./store/index.js";
+import type { Store } from "./store/store.js";
+import { createCanopyServer } from "./server/server.js";
+
+export interface App {
+  canopy: Canopy;
+  store: Store;
+  /** host:port actually bound */
+  url: string;
+  port: number;
+  /** secrets created on first start (printed once), or null */
+  bootstrap: { adminKey: string; developmentKey: string; generatedAdminKey: boolean } | null;
+  close(): Promise<void>;
+}
+
+/**
+ * Composition root shared by main.ts and the end-to-end tests: store → migrations → engine warm-up →
+ * bootstrap → server on one port. Tests pass their own clock and port 0.
+ */
+export async function startApp(config: Config, opts: { clock?: Clock; logger?: Logger } = {}): Promise<App> {
+  const logger = opts.logger ?? pino({ level: config.logLevel });
+  const store = await createStore(config.databaseUrl);
+  await store.migrate();
+  const canopy = createCanopy({ store, engine: createEngine(), clock: opts.clock ?? systemClock, limits: config.limits, logger });
+  await canopy.warmUp();
+  const bootstrap = await canopy.bootstrap({ adminKey: config.adminKey });
+  const server = createCanopyServer({ canopy, logger, maxRequestBytes: config.maxRequestBytes });
+  const address = await server.listen(config.port, config.host);
+  return {
+    canopy,
+    store,
+    url: `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`,
+    port: address.port,
+    bootstrap,
+    async close() {
+      await server.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,61 @@
+import { DEFAULT_LIMITS, type Limits } from "./domain/limits.js";
+
+/**
+ * The only module that reads process.env. Returns a frozen, validated config; a bad value stops the
+ * process at start with a message naming the variable. README "Configuration" lists every variable.
+ */
+export interface Config {
+  host: string;
+  port: number;
+  databaseUrl: string;
+  /** CANOPY_ADMIN_KEY: on an empty database this becomes the admin key */
+  adminKey: string | undefined;
+  logLevel: string;
+  /** bytes; larger requests are refused with RESOURCE_EXHAUSTED */
+  maxRequestBytes: number;
+  limits: Limits;
+}
+
+const LIMIT_VARS: Record<keyof Limits, string> = {
+  maxBatchItems: "CANOPY_MAX_BATCH_ITEMS",
+  maxStreamMessageItems: "CANOPY_MAX_STREAM_MESSAGE_ITEMS",
+  maxStreamItems: "CANOPY_MAX_STREAM_ITEMS",
+  maxCheckBulk: "CANOPY_MAX_CHECK_BULK",
+  maxPageSize: "CANOPY_MAX_PAGE_SIZE",
+  defaultPageSize: "CANOPY_DEFAULT_PAGE_SIZE",
+  maxDepth: "CANOPY_MAX_DEPTH",
+  writeChunkSize: "CANOPY_WRITE_CHUNK_SIZE",
+  revisionWaitMs: "CANOPY_REVISION_WAIT_MS",
+  maxMetadataBytes: "CANOPY_MAX_METADATA_BYTES",
+};
+
+export const DEFAULT_DATABASE_URL = "sqlite:./data/canopy.db";
+
+function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const limits = { ...DEFAULT_LIMITS };
+  for (const [k, name] of Object.entries(LIMIT_VARS) as Array<[keyof Limits, string]>) limits[k] = positiveInt(env, name, DEFAULT_LIMITS[k]);
+  if (limits.defaultPageSize > limits.maxPageSize) throw new Error("CANOPY_DEFAULT_PAGE_SIZE must not exceed CANOPY_MAX_PAGE_SIZE");
+  const port = env.CANOPY_PORT === undefined || env.CANOPY_PORT === "" ? 8080 : Number(env.CANOPY_PORT);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`CANOPY_PORT must be 0..65535, got ${JSON.stringify(env.CANOPY_PORT)}`);
+  const adminKey = env.CANOPY_ADMIN_KEY || undefined;
+  if (adminKey !== undefined && (!adminKey.startsWith("cnpy_") || adminKey.length < 32 || adminKey.length > 256)) {
+    throw new Error("CANOPY_ADMIN_KEY must start with cnpy_ and be 32..256 characters long");
+  }
+  return Object.freeze({
+    host: env.CANOPY_HOST || "127.0.0.1",
+    port,
+    databaseUrl: env.CANOPY_DATABASE_URL || DEFAULT_DATABASE_URL,
+    adminKey,
+    logLevel: env.CANOPY_LOG_LEVEL || "info",
+    maxRequestBytes: positiveInt(env, "CANOPY_MAX_REQUEST_BYTES", 4 * 1024 * 1024),
+    limits: Object.freeze(limits),
+  });
+}

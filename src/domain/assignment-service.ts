@@ -1,0 +1,395 @@
+import { createHash } from "node:crypto";
+import type { Assignment, AssignmentState, Environment } from "./model.js";
+import { windowsOverlap } from "./model.js";
+import type { EnvironmentContext } from "./auth.js";
+import type { Effects, Runtime } from "./runtime.js";
+import type { StoreWriter } from "../store/store.js";
+import { ConflictError, DomainError, FailedPreconditionError, GRPC_CODE, InvalidArgumentError, NotFoundError } from "./errors.js";
+import { newId } from "./ids.js";
+import { checkCount, MAX_IDEMPOTENCY_KEY_LENGTH, pageRequest, requireId, toPage } from "./validate.js";
+import { yieldToEventLoop } from "./runtime.js";
+import { StoreConflictError } from "../store/store.js";
+
+/** One assignment to create. Times in epoch ms; null = default (from: now, to: never). */
+export interface AssignmentInput {
+  identityId: string;
+  roleId: string;
+  /** "" = the root, allowed only in the flat access model */
+  nodeId: string;
+  effectiveFrom: number | null;
+  effectiveTo: number | null;
+  /** a problem found while decoding the item at the API edge, reported as this item's result */
+  error?: DomainError;
+}
+
+/** Per-item status, JSON-serializable so an idempotent batch can be replayed byte for byte. */
+export interface ItemStatus {
+  /** gRPC status code number, 0 = OK */
+  code: number;
+  message: string;
+  field: string;
+  reason: string;
+}
+
+export interface ItemResult {
+  /** 0-based global index of the item across the request or stream */
+  index: number;
+  status: ItemStatus;
+  assignment?: Assignment;
+}
+
+export interface BatchSummary {
+  total: number;
+  succeeded: number;
+  failed: number;
+}
+
+export interface BatchResult {
+  results: ItemResult[];
+  summary: BatchSummary;
+  revision: number;
+  replayed: boolean;
+}
+
+const OK: ItemStatus = Object.freeze({ code: 0, message: "", field: "", reason: "" }) as ItemStatus;
+const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+function statusOf(err: DomainError): ItemStatus {
+  return { code: GRPC_CODE[err.code], message: err.message, field: err.field, reason: err.reason };
+}
+
+/** Counts a result list into a summary. */
+export function summarize(results: ItemResult[]): BatchSummary {
+  let succeeded = 0;
+  for (const r of results) if (r.status.code === 0) succeeded++;
+  return { total: results.length, succeeded, failed: results.length - succeeded };
+}
+
+/**
+ * Assignments: identity + role + node + half-open window. Every create is validated under the write
+ * lock against the committed state (identity active with an active membership, role and node of this
+ * environment, window order, no overlapping duplicate), then written in chunked transactions; each
+ * item reported created is committed (fsync'd) before its result exists.
+ */
+export class AssignmentService {
+  private readonly inFlightKeys = new Map<string, Promise<BatchResult>>();
+
+  constructor(private readonly rt: Runtime) {}
+
+  async createAssignment(ctx: EnvironmentContext, input: AssignmentInput): Promise<{ assignment: Assignment; revision: number }> {
+    const envId = ctx.environment.id;
+    return this.rt.write(async (tx, effects) => {
+      const now = this.rt.clock.now();
+      const assignment = this.validate(this.rt.environment(envId), input, "assignment.", now, new Map());
+      await tx.insertAssignments([assignment]);
+      const revision = await this.rt.bump(tx, effects, envId);
+      effects.push(() => this.rt.engine.putAssignment(envId, assignment));
+      return { assignment, revision };
+    });
+  }
+
+  /**
+   * Creates independent items in chunks of `limits.writeChunkSize`, one transaction per chunk, and
+   * yields each chunk's results after its commit. Indexes start at `baseIndex`. Yields to the event
+   * loop between chunks so checks keep being answered during a long bulk write.
+   */
+  async *createMany(ctx: EnvironmentContext, items: AssignmentInput[], baseIndex: number, prefix = "items"): AsyncGenerator<ItemResult[]> {
+    const envId = ctx.environment.id;
+    const chunk = this.rt.limits.writeChunkSize;
+    for (let start = 0; start < items.length; start += chunk) {
+      const slice = items.slice(start, start + chunk);
+      let results: ItemResult[];
+      try {
+        results = await this.rt.write((tx, effects) => this.writeChunk(tx, effects, envId, slice, baseIndex + start, prefix));
+      } catch (err) {
+        // A constraint the committed state did not predict (e.g. a concurrent writer on a shared
+        // database): isolate the offending items by writing this chunk one item at a time.
+        if (!(err instanceof StoreConflictError)) throw err;
+        results = [];
+        for (let k = 0; k < slice.length; k++) {
+          try {
+            results.push(...(await this.rt.write((tx, effects) => this.writeChunk(tx, effects, envId, [slice[k]], baseIndex + start + k, prefix))));
+          } catch (inner) {
+            if (!(inner instanceof StoreConflictError)) throw inner;
+            results.push({ index: baseIndex + start + k, status: statusOf(new FailedPreconditionError(`the store refused the item: ${inner.message}`, `${prefix}[${baseIndex + start + k}]`, "store.conflict")) });
+          }
+        }
+      }
+      yield results;
+      if (start + chunk < items.length) await yieldToEventLoop();
+    }
+  }
+
+  /** Unary batch: independent items, or all-or-nothing with `atomic`; optional idempotency key. */
+  async batchCreate(ctx: EnvironmentContext, items: AssignmentInput[], atomic: boolean, idempotencyKey: string): Promise<BatchResult> {
+    checkCount(items.length, this.rt.limits.maxBatchItems, "items", "items per batch");
+    if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+      throw new InvalidArgumentError("idempotency_key", `must be at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
+    }
+    const run = () => this.runBatch(ctx, items, atomic);
+    if (!idempotencyKey) return run();
+
+    const envId = ctx.environment.id;
+    const requestHash = createHash("sha256").update(JSON.stringify({ items, atomic })).digest("hex");
+    const slot = `${envId}\u0000${idempotencyKey}`;
+    // A retry racing its original waits for it instead of running twice.
+    const pending = this.inFlightKeys.get(slot);
+    if (pending) await pending.catch(() => undefined);
+
+    const record = await this.rt.store.reader.getIdempotencyRecord(envId, idempotencyKey);
+    const now = this.rt.clock.now();
+    if (record && record.createdAt > now - IDEMPOTENCY_WINDOW_MS) {
+      if (record.requestHash !== requestHash) {
+        throw new FailedPreconditionError(
+          `idempotency_key ${JSON.stringify(idempotencyKey)} was already used within 24 h for a different request`,
+          "idempotency_key",
+          "idempotency.key_reused",
+        );
+      }
+      const first = JSON.parse(Buffer.from(record.response).toString("utf8")) as BatchResult;
+      return { ...first, replayed: true };
+    }
+    const promise = (async () => {
+      const result = await run();
+      await this.rt.write(async (tx) => {
+        await tx.deleteIdempotencyRecordsBefore(now - IDEMPOTENCY_WINDOW_MS + 1);
+        await tx.putIdempotencyRecord({
+          environmentId: envId,
+          key: idempotencyKey,
+          requestHash,
+          response: Buffer.from(JSON.stringify(result), "utf8"),
+          createdAt: now,
+        });
+      });
+      return result;
+    })();
+    this.inFlightKeys.set(slot, promise);
+    try {
+      return await promise;
+    } finally {
+      this.inFlightKeys.delete(slot);
+    }
+  }
+
+  async getAssignment(ctx: EnvironmentContext, id: string): Promise<Assignment> {
+    requireId(id, "id");
+    const a = await this.rt.store.reader.getAssignment(ctx.environment.id, id);
+    if (!a) throw new NotFoundError("assignment", id, "id");
+    return a;
+  }
+
+  async listAssignments(
+    ctx: EnvironmentContext,
+    filter: { identityId: string; nodeId: string; roleId: string; state?: AssignmentState },
+    pageSize: number,
+    pageToken: string,
+  ) {
+    const page = pageRequest(pageSize, pageToken, this.rt.limits);
+    if (filter.identityId) requireId(filter.identityId, "identity_id");
+    if (filter.nodeId) requireId(filter.nodeId, "node_id");
+    if (filter.roleId) requireId(filter.roleId, "role_id");
+    const rows = await this.rt.store.reader.listAssignments(
+      ctx.environment.id,
+      {
+        identityId: filter.identityId || undefined,
+        nodeId: filter.nodeId || undefined,
+        roleId: filter.roleId || undefined,
+        state: filter.state,
+        at: this.rt.clock.now(),
+      },
+      { limit: page.pageSize + 1, afterId: page.afterId },
+    );
+    return toPage(rows, page);
+  }
+
+  async updateAssignment(
+    ctx: EnvironmentContext,
+    id: string,
+    patch: { roleId?: string; effectiveFrom?: number; effectiveTo?: number; clearEffectiveTo: boolean },
+  ): Promise<{ assignment: Assignment; revision: number }> {
+    requireId(id, "id");
+    if (patch.roleId !== undefined) requireId(patch.roleId, "role_id");
+    if (patch.clearEffectiveTo && patch.effectiveTo !== undefined) {
+      throw new InvalidArgumentError("effective_to", "cannot be set together with clear_effective_to");
+    }
+    const envId = ctx.environment.id;
+    return this.rt.write(async (tx, effects) => {
+      const current = await tx.getAssignment(envId, id);
+      if (!current) throw new NotFoundError("assignment", id, "id");
+      const roleId = patch.roleId ?? current.roleId;
+      if (!this.rt.engine.hasRole(envId, roleId)) throw new NotFoundError("role", roleId, "role_id");
+      const effectiveFrom = patch.effectiveFrom ?? current.effectiveFrom;
+      const effectiveTo = patch.clearEffectiveTo ? null : (patch.effectiveTo ?? current.effectiveTo);
+      if (effectiveTo !== null && effectiveTo <= effectiveFrom) {
+        throw new InvalidArgumentError(patch.effectiveTo !== undefined ? "effective_to" : "effective_from", "effective_to must be after effective_from", "rbac.invalid_window");
+      }
+      const next: Assignment = { ...current, roleId, effectiveFrom, effectiveTo, updatedAt: this.rt.clock.now() };
+      const clash = this.rt.engine
+        .assignmentsOf(envId, current.identityId)
+        .find((o) => o.id !== id && o.roleId === roleId && o.nodeId === current.nodeId && windowsOverlap(o, next));
+      if (clash) throw this.duplicate(next, clash.id, "");
+      await tx.updateAssignment(id, { roleId, effectiveFrom, effectiveTo, updatedAt: next.updatedAt });
+      const revision = await this.rt.bump(tx, effects, envId);
+      effects.push(() => this.rt.engine.putAssignment(envId, next));
+      return { assignment: next, revision };
+    });
+  }
+
+  async deleteAssignment(ctx: EnvironmentContext, id: string): Promise<number> {
+    requireId(id, "id");
+    const envId = ctx.environment.id;
+    return this.rt.write(async (tx, effects) => {
+      const deleted = await tx.deleteAssignments(envId, [id]);
+      if (deleted.length === 0) throw new NotFoundError("assignment", id, "id");
+      const revision = await this.rt.bump(tx, effects, envId);
+      effects.push(() => this.rt.engine.removeAssignment(envId, id));
+      return revision;
+    });
+  }
+
+  /** Deletes many in one transaction; unknown ids are per-item NOT_FOUND. */
+  async batchDelete(ctx: EnvironmentContext, ids: string[]): Promise<{ results: ItemResult[]; summary: BatchSummary; revision: number }> {
+    checkCount(ids.length, this.rt.limits.maxBatchItems, "ids", "ids per batch");
+    ids.forEach((id, i) => requireId(id, `ids[${i}]`));
+    const envId = ctx.environment.id;
+    return this.rt.write(async (tx, effects) => {
+      const deleted = new Set(await tx.deleteAssignments(envId, [...new Set(ids)]));
+      const reported = new Set<string>();
+      const results: ItemResult[] = ids.map((id, index) => {
+        if (deleted.has(id) && !reported.has(id)) {
+          reported.add(id);
+          return { index, status: OK };
+        }
+        return { index, status: statusOf(new NotFoundError("assignment", id, `ids[${index}]`)) };
+      });
+      const revision = deleted.size > 0 ? await this.rt.bump(tx, effects, envId) : this.rt.engine.revision(envId);
+      effects.push(() => deleted.forEach((id) => this.rt.engine.removeAssignment(envId, id)));
+      return { results, summary: summarize(results), revision };
+    });
+  }
+
+  private async runBatch(ctx: EnvironmentContext, items: AssignmentInput[], atomic: boolean): Promise<BatchResult> {
+    const envId = ctx.environment.id;
+    if (atomic) {
+      return this.rt.write(async (tx, effects) => {
+        const now = this.rt.clock.now();
+        const env = this.rt.environment(envId);
+        const pending = new Map<string, Assignment[]>();
+        const outcomes = items.map((input, i) => this.tryValidate(env, input, `items[${i}].`, now, pending));
+        const failed = outcomes.some((o) => o.error);
+        let revision = this.rt.engine.revision(envId);
+        if (!failed) {
+          const rows = outcomes.map((o) => o.assignment!);
+          await tx.insertAssignments(rows);
+          revision = await this.rt.bump(tx, effects, envId);
+          effects.push(() => rows.forEach((a) => this.rt.engine.putAssignment(envId, a)));
+        }
+        const results = outcomes.map((o, index): ItemResult => {
+          if (o.error) return { index, status: statusOf(o.error) };
+          if (failed) {
+            return { index, status: { code: GRPC_CODE.aborted, message: "not written: the batch is atomic and another item failed", field: `items[${index}]`, reason: "batch.aborted" } };
+          }
+          return { index, status: OK, assignment: o.assignment };
+        });
+        return { results, summary: summarize(results), revision, replayed: false };
+      });
+    }
+    const results: ItemResult[] = [];
+    for await (const chunk of this.createMany(ctx, items, 0)) results.push(...chunk);
+    return { results, summary: summarize(results), revision: this.rt.engine.revision(envId), replayed: false };
+  }
+
+  /** Validates and writes one chunk inside the caller's transaction. Runs under the write lock. */
+  private async writeChunk(tx: StoreWriter, effects: Effects, envId: string, items: AssignmentInput[], baseIndex: number, prefix: string): Promise<ItemResult[]> {
+    const now = this.rt.clock.now();
+    const env = this.rt.environment(envId);
+    const pending = new Map<string, Assignment[]>();
+    const results: ItemResult[] = [];
+    const rows: Assignment[] = [];
+    for (let k = 0; k < items.length; k++) {
+      const index = baseIndex + k;
+      const o = this.tryValidate(env, items[k], `${prefix}[${index}].`, now, pending);
+      if (o.error) results.push({ index, status: statusOf(o.error) });
+      else {
+        rows.push(o.assignment!);
+        results.push({ index, status: OK, assignment: o.assignment });
+      }
+    }
+    if (rows.length > 0) {
+      await tx.insertAssignments(rows);
+      await this.rt.bump(tx, effects, envId);
+      effects.push(() => rows.forEach((a) => this.rt.engine.putAssignment(envId, a)));
+    }
+    return results;
+  }
+
+  private tryValidate(env: Environment, input: AssignmentInput, prefix: string, now: number, pending: Map<string, Assignment[]>): { assignment?: Assignment; error?: DomainError } {
+    try {
+      return { assignment: this.validate(env, input, prefix, now, pending) };
+    } catch (err) {
+      if (err instanceof DomainError) return { error: err };
+      throw err;
+    }
+  }
+
+  /**
+   * Validates one item against the committed state plus the items accepted earlier in the same
+   * chunk (`pending`), and returns the assignment to insert. Throws a DomainError naming the field.
+   */
+  private validate(env: Environment, input: AssignmentInput, prefix: string, now: number, pending: Map<string, Assignment[]>): Assignment {
+    if (input.error) throw input.error;
+    const identityId = requireId(input.identityId, `${prefix}identity_id`);
+    const roleId = requireId(input.roleId, `${prefix}role_id`);
+    let nodeId = input.nodeId;
+    if (!nodeId) {
+      if (env.accessModel !== "flat") throw new InvalidArgumentError(`${prefix}node_id`, "is required in the hierarchy access model (only flat mode defaults to the root)");
+      nodeId = env.rootNodeId;
+    } else requireId(nodeId, `${prefix}node_id`);
+    const effectiveFrom = input.effectiveFrom ?? now;
+    const effectiveTo = input.effectiveTo;
+    if (effectiveTo !== null && effectiveTo <= effectiveFrom) {
+      throw new InvalidArgumentError(`${prefix}effective_to`, "must be after effective_from (windows are half-open: [effective_from, effective_to))", "rbac.invalid_window");
+    }
+    const engine = this.rt.engine;
+    const identity = engine.identity(identityId);
+    if (!identity || identity.accountId !== env.accountId) throw new NotFoundError("identity", identityId, `${prefix}identity_id`);
+    if (!identity.active) throw new FailedPreconditionError(`identity ${identityId} is inactive`, `${prefix}identity_id`, "identity.inactive");
+    const membership = engine.membership(env.applicationId, identityId);
+    if (membership === undefined) {
+      throw new FailedPreconditionError(`identity ${identityId} has no membership in application ${env.applicationId}`, `${prefix}identity_id`, "identity.no_membership");
+    }
+    if (membership !== "active") {
+      throw new FailedPreconditionError(`identity ${identityId}'s membership in application ${env.applicationId} is inactive`, `${prefix}identity_id`, "identity.membership_inactive");
+    }
+    if (!engine.hasRole(env.id, roleId)) throw new NotFoundError("role", roleId, `${prefix}role_id`);
+    if (!engine.closure(env.id).has(nodeId)) throw new NotFoundError("node", nodeId, `${prefix}node_id`);
+
+    const candidate: Assignment = {
+      id: newId(),
+      environmentId: env.id,
+      identityId,
+      roleId,
+      nodeId,
+      effectiveFrom,
+      effectiveTo,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const same = (o: { roleId: string; nodeId: string; effectiveFrom: number; effectiveTo: number | null }) =>
+      o.roleId === roleId && o.nodeId === nodeId && windowsOverlap(o, candidate);
+    const clash = engine.assignmentsOf(env.id, identityId).find(same) ?? pending.get(identityId)?.find(same);
+    if (clash) throw this.duplicate(candidate, clash.id, prefix.replace(/\.$/, ""));
+    const list = pending.get(identityId);
+    if (list) list.push(candidate);
+    else pending.set(identityId, [candidate]);
+    return candidate;
+  }
+
+  private duplicate(a: Assignment, existingId: string, field: string): ConflictError {
+    return new ConflictError(
+      `identity ${a.identityId} already holds role ${a.roleId} at node ${a.nodeId} in an overlapping window (assignment ${existingId})`,
+      field,
+      "rbac.assignment_conflict",
+    );
+  }
+}

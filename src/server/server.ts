@@ -1,0 +1,35 @@
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { AddressInfo } from "node:net";
+import type { Canopy } from "../domain/canopy.js";
+import type { Logger } from "../domain/runtime.js";
+import { canopyRoutes } from "../api/routes.js";
+import { authInterceptor, errorInterceptor } from "../api/interceptors.js";
+import { createDualServer } from "./listen.js";
+
+export interface CanopyServer {
+  /** resolves with the bound address (port 0 picks a free port) */
+  listen(port: number, host: string): Promise<AddressInfo>;
+  close(): Promise<void>;
+}
+
+/**
+ * The Connect server: every Canopy service on one port, speaking gRPC, gRPC-Web and Connect over
+ * HTTP/2 cleartext and HTTP/1.1. Interceptors run in a fixed order: errors (outermost) → auth.
+ */
+export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number }): CanopyServer {
+  const handler = connectNodeAdapter({
+    routes: canopyRoutes(deps.canopy),
+    interceptors: [errorInterceptor(deps.logger), authInterceptor(deps.canopy)],
+    readMaxBytes: deps.maxRequestBytes,
+    grpc: true,
+    grpcWeb: true,
+    connect: true,
+    // Clients of an authorization service should read `"allowed": false`, not a missing field.
+    jsonOptions: { alwaysEmitImplicit: true },
+  });
+  const server = createDualServer(handler);
+  return {
+    listen: (port, host) => server.listen(port, host),
+    close: () => server.close(),
+  };
+}

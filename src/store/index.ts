@@ -1,0 +1,36 @@
+import { fileURLToPath } from "node:url";
+import { createSqliteStore } from "./sqlite.js";
+import type { Store } from "./store.js";
+
+export { createKyselyStore, mapStoreError } from "./kysely-store.js";
+export { createSqliteStore, openSqliteDatabase } from "./sqlite.js";
+export { migrateToLatest, migrations } from "./migrations.js";
+export * from "./store.js";
+
+/**
+ * Opens the store named by a database URL (`CANOPY_DATABASE_URL`), migrated and ready:
+ * `sqlite:<path>`, `sqlite://<path>`, `file:<path>`, `file:///abs/path`, or a bare path ending in
+ * `.db`, `.sqlite` or `.sqlite3`; `sqlite::memory:` for a throwaway database.
+ */
+export async function createStore(databaseUrl: string): Promise<Store> {
+  return createSqliteStore({ filename: sqliteFilename(databaseUrl) });
+}
+
+/** The SQLite file a database URL names; throws for anything else. */
+export function sqliteFilename(databaseUrl: string): string {
+  const url = databaseUrl.trim();
+  if (/^postgres(ql)?:\/\//i.test(url)) throw new Error("PostgreSQL support lands in the next release");
+  let filename: string | undefined;
+  if (/^sqlite:/i.test(url)) filename = url.slice("sqlite:".length).replace(/^\/\//, "");
+  else if (/^file:\/\//i.test(url)) filename = fileURLToPath(url);
+  else if (/^file:/i.test(url)) filename = url.slice("file:".length);
+  else if (/\.(db|sqlite3?)$/i.test(url) && !/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) filename = url;
+  if (!filename) {
+    // name only the scheme: URLs can carry credentials
+    const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];
+    throw new Error(
+      `unsupported database URL${scheme ? ` scheme "${scheme}:"` : ""}: expected sqlite:<path>, file:<path> or a path ending in .db/.sqlite`,
+    );
+  }
+  return filename;
+}
