@@ -44,8 +44,10 @@ export function createDualServer(handler: Handler): DualServer {
       socket.off("data", onData);
       socket.pause();
       socket.unshift(seen);
+      // The http2 session drains what is buffered on the socket and then reads the handle natively;
+      // the http1 server reads through the stream, which must flow again.
       (isH2 ? h2 : h1).emit("connection", socket);
-      socket.resume();
+      if (!isH2) socket.resume();
     };
     socket.on("data", onData);
   });

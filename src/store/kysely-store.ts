@@ -417,7 +417,7 @@ function readerOf(db: Kysely<Database>): StoreReader {
         )
         .$if(filter.email !== undefined, (q) => q.where("email", "=", filter.email!))
         .$if(filter.externalId !== undefined, (q) => q.where("external_id", "=", filter.externalId!))
-        .$if(filter.isActive !== undefined, (q) => q)
+        .$if(filter.isActive !== undefined, (q) => q.where("is_active", "=", filter.isActive ? 1 : 0))
         .$if(page.afterId !== "", (q) => q.where("id", ">", page.afterId))
         .orderBy("id")
         .limit(page.limit)
