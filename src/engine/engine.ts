@@ -293,7 +293,8 @@ export function createEngine(): Engine {
         identityId: q.identityId,
         permission: q.permission,
         scope: q.scope,
-        effectiveNodeId: "",
+        // node scope echoes the node evaluated (the root when omitted); app_wide names a granting node
+        effectiveNodeId: nodeId,
         grantingRoles: [],
         denialReason: null,
         explanation: [],
@@ -347,7 +348,7 @@ export function createEngine(): Engine {
         if (closure.depth(g.nodeId) < closure.depth(top.nodeId)) top = g;
       }
       result.grantingRoles.sort((x, y) => (x.roleName < y.roleName ? -1 : x.roleName > y.roleName ? 1 : 0));
-      result.effectiveNodeId = q.scope === "node" ? nodeId : top.nodeId;
+      if (q.scope === "app_wide") result.effectiveNodeId = top.nodeId;
       if (q.explain) {
         result.explanation = grants.map((g) => ({
           assignmentId: g.id,

@@ -907,6 +907,7 @@ function writerOf(db: Kysely<Database>): StoreWriter {
       if (patch.externalId !== undefined) set.external_id = patch.externalId;
       if (patch.metadata !== undefined) set.metadata = JSON.stringify(patch.metadata);
       if (patch.parentId !== undefined) set.parent_id = patch.parentId;
+      if (patch.type !== undefined) set.type = patch.type;
       await db.updateTable("nodes").set(set).where("id", "=", id).execute();
     },
     async deleteNodes(environmentId, ids) {

@@ -38,7 +38,7 @@ export async function createSqliteStore(opts: SqliteStoreOptions): Promise<Store
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: openSqliteDatabase(opts.filename) }) });
   const store = createKyselyStore(db, "sqlite");
   try {
-    
+    await store.migrate();
   } catch (err) {
     await store.close();
     throw err;

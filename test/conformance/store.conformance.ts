@@ -868,6 +868,9 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           "foreign_key",
         );
         expect((await store.reader.getNode(s.env.id, shop.id))!.parentId).toBe(us.id);
+        // the root's type follows a schema's root_node_type
+        await store.transaction((tx) => tx.updateNode(s.root.id, { type: "company", updatedAt: T0 + 4 }));
+        expect(await store.reader.getNode(s.env.id, s.root.id)).toEqual({ ...s.root, type: "company", updatedAt: T0 + 4 });
       });
 
       it("deletes a whole subtree passed parents first, leaving the rest", async () => {
@@ -1089,6 +1092,21 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.reader.countAssignmentsOfRole(w.env.id, w.editor.id)).toBe(rows.filter((r) => r.roleId === w.editor.id).length);
         expect(await store.reader.countAssignmentsOfRole(w.env.id, w.editor.id)).toBe(234);
         expect(await store.reader.countAssignmentsOfRole(w.env.id, w.viewer.id)).toBe(466);
+      });
+
+      it("accepts id lists longer than any dialect's bound-parameter limit", async () => {
+        const w = await world();
+        const a = makeAssignment(w.env.id, w.ada.id, w.viewer.id, w.eu.id);
+        await store.transaction((tx) => tx.insertAssignments([a]));
+        // SQLite allows 32766 parameters per statement, PostgreSQL 65535
+        const unknown = Array.from({ length: 70_000 }, () => newId());
+        const withReal = (real: string) => [...unknown.slice(0, 35_000), real, ...unknown.slice(35_000)];
+        expect(await store.reader.getIdentitiesByIds(withReal(w.bob.id))).toEqual([w.bob]);
+        expect(await store.reader.getNodesByIds(w.env.id, withReal(w.us.id))).toEqual([w.us]);
+        expect(await store.reader.getAssignmentsByIds(w.env.id, withReal(a.id))).toEqual([a]);
+        expect(await store.reader.listAssignmentsOfIdentities(w.env.id, withReal(w.ada.id))).toEqual([a]);
+        expect(await store.reader.countAssignmentsOnNodes(w.env.id, withReal(w.eu.id))).toBe(1);
+        expect(await store.transaction((tx) => tx.deleteAssignments(w.env.id, withReal(a.id)))).toEqual([a.id]);
       });
 
       it("updates role and window, including reopening the end", async () => {
