@@ -326,9 +326,10 @@ export function createEngine(): Engine {
         inScope = true;
         const role = e.roles.get(rec.roleId);
         if (!role || !role.permissions.has(q.permission)) continue;
-        if (q.at < rec.effectiveFrom) scheduled = true;
-        else if (rec.effectiveTo !== null && q.at >= rec.effectiveTo) expired = true;
-        else (grants ??= []).push(rec);
+        // Written so that only a positive answer grants: an invalid instant (NaN) matches nothing.
+        if (q.at >= rec.effectiveFrom && (rec.effectiveTo === null || q.at < rec.effectiveTo)) (grants ??= []).push(rec);
+        else if (q.at < rec.effectiveFrom) scheduled = true;
+        else expired = true;
       }
       if (!grants) {
         if (!inScope) return deny(result, "NO_ASSIGNMENT");
@@ -345,7 +346,10 @@ export function createEngine(): Engine {
           seen.add(g.roleId);
           result.grantingRoles.push({ roleId: g.roleId, roleName: e.roles.get(g.roleId)!.name });
         }
-        if (closure.depth(g.nodeId) < closure.depth(top.nodeId)) top = g;
+        // closest to the root; ties broken by node id so the answer does not depend on insertion order
+        const dg = closure.depth(g.nodeId);
+        const dt = closure.depth(top.nodeId);
+        if (dg < dt || (dg === dt && g.nodeId < top.nodeId)) top = g;
       }
       result.grantingRoles.sort((x, y) => (x.roleName < y.roleName ? -1 : x.roleName > y.roleName ? 1 : 0));
       if (q.scope === "app_wide") result.effectiveNodeId = top.nodeId;

@@ -970,3 +970,55 @@ describe("check: environments are isolated", () => {
     expect(engine.assignmentsOf(ENV, alice.id)).toEqual([]);
   });
 });
+
+describe("engine hardening", () => {
+  it("fails closed for an invalid evaluation instant (NaN matches no window)", () => {
+    const e = createEngine();
+    e.setIdentity("i", "acct", true);
+    e.setMembership("app", "i", "active");
+    e.loadEnvironment({
+      id: "env",
+      accountId: "acct",
+      applicationId: "app",
+      rootNodeId: "root",
+      revision: 1,
+      nodes: [{ id: "root", parentId: null, type: "root" }],
+      permissionKeys: ["doc.read"],
+      roles: [{ id: "r", name: "reader", permissionKeys: ["doc.read"] }],
+      assignments: [
+        { id: "a1", identityId: "i", roleId: "r", nodeId: "root", effectiveFrom: 1000, effectiveTo: 2000 },
+        { id: "a2", identityId: "i", roleId: "r", nodeId: "root", effectiveFrom: 3000, effectiveTo: null },
+      ],
+    });
+    const base = { identityId: "i", permission: "doc.read", scope: "node" as const, nodeId: "root", explain: false };
+    expect(e.check("env", { ...base, at: 1500 }).allowed).toBe(true);
+    const r = e.check("env", { ...base, at: Number.NaN });
+    expect(r.allowed).toBe(false);
+    expect(r.denialReason).not.toBeNull();
+  });
+
+  it("breaks app-wide ties between equally deep granting nodes by node id, whatever the insertion order", () => {
+    for (const order of [["b", "a"], ["a", "b"]]) {
+      const e = createEngine();
+      e.setIdentity("i", "acct", true);
+      e.setMembership("app", "i", "active");
+      e.loadEnvironment({
+        id: "env",
+        accountId: "acct",
+        applicationId: "app",
+        rootNodeId: "root",
+        revision: 1,
+        nodes: [
+          { id: "root", parentId: null, type: "root" },
+          { id: "a", parentId: "root", type: "t" },
+          { id: "b", parentId: "root", type: "t" },
+        ],
+        permissionKeys: ["doc.read"],
+        roles: [{ id: "r", name: "reader", permissionKeys: ["doc.read"] }],
+        assignments: order.map((n) => ({ id: `as-${n}`, identityId: "i", roleId: "r", nodeId: n, effectiveFrom: 0, effectiveTo: null })),
+      });
+      const r = e.check("env", { identityId: "i", permission: "doc.read", scope: "app_wide", nodeId: "", at: 5, explain: false });
+      expect(r.effectiveNodeId).toBe("a");
+    }
+  });
+});

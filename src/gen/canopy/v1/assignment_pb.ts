@@ -345,7 +345,8 @@ export type BatchCreateAssignmentsRequest = Message<"canopy.v1.BatchCreateAssign
    * Optional client-chosen key that makes retries safe. A request with the same key in the
    * same environment within 24 hours is answered with the stored response of the first
    * request (replayed = true) without writing again. Reusing a key for a different request
-   * is refused. Empty = no idempotency.
+   * is refused with FAILED_PRECONDITION naming idempotency_key. At most 200 characters.
+   * Empty = no idempotency.
    *
    * @generated from field: string idempotency_key = 3;
    */

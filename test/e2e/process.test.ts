@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { afterAll, describe, expect, it } from "vitest";
+import { AssignmentService } from "../../src/gen/canopy/v1/assignment_pb.js";
+import { CatalogService } from "../../src/gen/canopy/v1/catalog_pb.js";
+import { CheckService } from "../../src/gen/canopy/v1/check_pb.js";
+import { HierarchyService } from "../../src/gen/canopy/v1/hierarchy_pb.js";
+import { IdentityService } from "../../src/gen/canopy/v1/identity_pb.js";
+import { AdminService } from "../../src/gen/canopy/v1/admin_pb.js";
+
+/**
+ * The real entry point (`node dist/src/main.js`, built by `npm test`'s pretest) as a child process:
+ * first-start bootstrap output, CANOPY_ADMIN_KEY, and durability across SIGKILL right after replies.
+ */
+
+const MAIN = resolve(__dirname, "../../dist/src/main.js");
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+interface Running {
+  child: ChildProcess;
+  url: string;
+  stdout: string;
+}
+
+function start(dbFile: string, env: Record<string, string> = {}): Promise<Running> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [MAIN], {
+      env: { ...process.env, CANOPY_PORT: "0", CANOPY_DATABASE_URL: `sqlite:${dbFile}`, CANOPY_LOG_LEVEL: "info", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${stdout}${stderr}`)), 30_000);
+    child.stderr!.on("data", (d) => (stderr += d));
+    child.stdout!.on("data", (d) => {
+      stdout += d;
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(stdout);
+      if (m) {
+        clearTimeout(timer);
+        resolvePromise({ child, url: m[1], stdout });
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
+  });
+}
+
+function kill9(r: Running): Promise<void> {
+  return new Promise((done) => {
+    r.child.removeAllListeners("exit");
+    r.child.on("exit", () => done());
+    r.child.kill("SIGKILL");
+  });
+}
+
+function clients(url: string, key: string) {
+  const transport = createConnectTransport({
+    baseUrl: url,
+    httpVersion: "1.1",
+    interceptors: [(next) => (req) => (req.header.set("x-api-key", key), next(req))],
+  });
+  return {
+    catalog: createClient(CatalogService, transport),
+    hierarchy: createClient(HierarchyService, transport),
+    identities: createClient(IdentityService, transport),
+    assignments: createClient(AssignmentService, transport),
+    check: createClient(CheckService, transport),
+    admin: createClient(AdminService, transport),
+  };
+}
+
+describe("canopy process", () => {
+  it("prints a generated admin key and a development key once, on the first start only", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "canopy-proc-"));
+    dirs.push(dir);
+    const db = join(dir, "data", "canopy.db");
+    const first = await start(db);
+    const admin = /admin key \(generated\):\s+(cnpy_\S+)/.exec(first.stdout)?.[1];
+    const dev = /development environment key:\s+(cnpy_\S+)/.exec(first.stdout)?.[1];
+    expect(admin).toMatch(/^cnpy_[A-Za-z0-9_-]{43}$/);
+    expect(dev).toMatch(/^cnpy_[A-Za-z0-9_-]{43}$/);
+    const apps = await clients(first.url, admin!).admin.listApplications({});
+    expect(apps.applications.map((a) => a.name)).toEqual(["default"]);
+    const envs = await clients(first.url, admin!).admin.listEnvironments({});
+    expect(envs.environments.map((e) => e.name).sort()).toEqual(["development", "production"]);
+    await kill9(first);
+
+    const second = await start(db);
+    expect(second.stdout).not.toContain("cnpy_");
+    // the printed keys still work after a restart (they are stored as hashes)
+    const schema = await clients(second.url, dev!).hierarchy.getHierarchySchema({});
+    expect(schema.rootNodeId).toMatch(/^[0-9a-f-]{36}$/);
+    await kill9(second);
+  });
+
+  it("takes CANOPY_ADMIN_KEY as the admin key of an empty database and does not print it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "canopy-proc-"));
+    dirs.push(dir);
+    const key = "cnpy_" + "k".repeat(40);
+    const r = await start(join(dir, "c.db"), { CANOPY_ADMIN_KEY: key });
+    expect(r.stdout).toContain("taken from CANOPY_ADMIN_KEY");
+    expect(r.stdout).not.toContain(key);
+    const apps = await clients(r.url, key).admin.listApplications({});
+    expect(apps.applications).toHaveLength(1);
+    await kill9(r);
+  });
+
+  it("keeps every acknowledged write after SIGKILL right after the reply", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "canopy-proc-"));
+    dirs.push(dir);
+    const db = join(dir, "c.db");
+    const adminKey = "cnpy_" + "d".repeat(40);
+    const r1 = await start(db, { CANOPY_ADMIN_KEY: adminKey });
+    const dev = /development environment key:\s+(cnpy_\S+)/.exec(r1.stdout)![1];
+    const c1 = clients(r1.url, dev);
+    await c1.catalog.batchCreatePermissions({ permissions: [{ key: "doc.read" }] });
+    const role = (await c1.catalog.createRole({ name: "reader", permissionKeys: ["doc.read"] })).role!;
+    const root = (await c1.hierarchy.getHierarchySchema({})).rootNodeId;
+    const identity = (await c1.identities.createIdentity({ identity: { email: "crash@example.com" } })).identity!;
+    const batch = await c1.assignments.batchCreateAssignments({
+      items: Array.from({ length: 3 }, (_, i) => ({
+        identityId: identity.id,
+        roleId: role.id,
+        nodeId: root,
+        effectiveFrom: { seconds: BigInt(1_600_000_000 + i * 10), nanos: 0 },
+        effectiveTo: { seconds: BigInt(1_600_000_000 + i * 10 + 5), nanos: 0 },
+      })),
+    });
+    expect(batch.summary!.succeeded).toBe(3);
+    const last = await c1.assignments.createAssignment({ assignment: { identityId: identity.id, roleId: role.id, nodeId: root } });
+    // no pause, no graceful shutdown: the process dies right after the last reply
+    await kill9(r1);
+
+    const r2 = await start(db, { CANOPY_ADMIN_KEY: adminKey });
+    const c2 = clients(r2.url, dev);
+    const listed = await c2.assignments.listAssignments({ identityId: identity.id });
+    expect(listed.assignments.map((a) => a.id).sort()).toEqual([...batch.results.map((x) => x.assignment!.id), last.assignment!.id].sort());
+    const check = await c2.check.check({ identityId: identity.id, permission: "doc.read", nodeId: root });
+    expect(check.allowed).toBe(true);
+    expect(check.revision).toBe(last.revision);
+    await kill9(r2);
+  });
+});
