@@ -132,26 +132,26 @@ export class AssignmentService {
     const envId = ctx.environment.id;
     const requestHash = createHash("sha256").update(JSON.stringify({ items, atomic })).digest("hex");
     const slot = `${envId}\u0000${idempotencyKey}`;
-    // A retry racing its original waits for it instead of running twice.
-    const pending = this.inFlightKeys.get(slot);
-    if (pending) await pending.catch(() => undefined);
-
-    const record = await this.rt.store.reader.getIdempotencyRecord(envId, idempotencyKey);
-    const now = this.rt.clock.now();
-    if (record && record.createdAt > now - IDEMPOTENCY_WINDOW_MS) {
-      if (record.requestHash !== requestHash) {
-        throw new FailedPreconditionError(
-          `idempotency_key ${JSON.stringify(idempotencyKey)} was already used within 24 h for a different request`,
-          "idempotency_key",
-          "idempotency.key_reused",
-        );
+    // Requests with the same key run one after another: a retry racing its original waits for it and
+    // then replays it. No await between the loop's last check and the set, so two cannot both pass.
+    for (let p = this.inFlightKeys.get(slot); p; p = this.inFlightKeys.get(slot)) await p.catch(() => undefined);
+    const promise = (async (): Promise<BatchResult> => {
+      const record = await this.rt.store.reader.getIdempotencyRecord(envId, idempotencyKey);
+      const now = this.rt.clock.now();
+      if (record && record.createdAt > now - IDEMPOTENCY_WINDOW_MS) {
+        if (record.requestHash !== requestHash) {
+          throw new FailedPreconditionError(
+            `idempotency_key ${JSON.stringify(idempotencyKey)} was already used within 24 h for a different request`,
+            "idempotency_key",
+            "idempotency.key_reused",
+          );
+        }
+        const first = JSON.parse(Buffer.from(record.response).toString("utf8")) as BatchResult;
+        return { ...first, replayed: true };
       }
-      const first = JSON.parse(Buffer.from(record.response).toString("utf8")) as BatchResult;
-      return { ...first, replayed: true };
-    }
-    const promise = (async () => {
       const result = await run();
       await this.rt.write(async (tx) => {
+        // an expired record with the same key (older than 24 h) is replaced
         await tx.deleteIdempotencyRecordsBefore(now - IDEMPOTENCY_WINDOW_MS + 1);
         await tx.putIdempotencyRecord({
           environmentId: envId,
@@ -167,7 +167,7 @@ export class AssignmentService {
     try {
       return await promise;
     } finally {
-      this.inFlightKeys.delete(slot);
+      if (this.inFlightKeys.get(slot) === promise) this.inFlightKeys.delete(slot);
     }
   }
 
