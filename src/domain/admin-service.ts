@@ -4,7 +4,7 @@ import type { Effects, Runtime } from "./runtime.js";
 import { ENVIRONMENT_SCOPES, generateSecret, hashSecret, type Authenticator, type Principal } from "./auth.js";
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "./errors.js";
 import { newId } from "./ids.js";
-import { pageRequest, requireText, requireTypeName, toPage } from "./validate.js";
+import { pageRequest, requireId, requireText, requireTypeName, toPage } from "./validate.js";
 import { StoreConflictError } from "../store/store.js";
 
 /** The two environments every new application starts with. */
@@ -46,6 +46,7 @@ export class AdminService {
   }
 
   async createEnvironment(p: Principal, applicationId: string, name: string): Promise<Environment> {
+    requireId(applicationId, "application_id");
     const envName = requireTypeName(name, "name");
     return this.rt.write(async (tx, effects) => {
       const app = await tx.getApplication(applicationId);
@@ -60,6 +61,7 @@ export class AdminService {
   }
 
   async deleteEnvironment(p: Principal, id: string): Promise<void> {
+    requireId(id, "id");
     await this.rt.write(async (tx, effects) => {
       const env = await tx.getEnvironment(id);
       if (!env || env.accountId !== p.accountId) throw new NotFoundError("environment", id, "id");
@@ -126,6 +128,7 @@ export class AdminService {
   }
 
   async revokeApiKey(p: Principal, id: string): Promise<ApiKey> {
+    requireId(id, "id");
     return this.rt.write(async (tx, effects) => {
       const key = await tx.getApiKey(id);
       if (!key || key.accountId !== p.accountId) throw new NotFoundError("API key", id, "id");

@@ -51,6 +51,9 @@ export interface BatchResult {
   replayed: boolean;
 }
 
+/** Environment keys see only identities with a membership in their application. */
+const membersOnly = (ctx: EnvironmentContext): boolean => ctx.principal.environmentId !== null;
+
 const OK: ItemStatus = Object.freeze({ code: 0, message: "", field: "", reason: "" }) as ItemStatus;
 const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
 
@@ -80,7 +83,7 @@ export class AssignmentService {
     const envId = ctx.environment.id;
     return this.rt.write(async (tx, effects) => {
       const now = this.rt.clock.now();
-      const assignment = this.validate(this.rt.environment(envId), input, "assignment.", now, new Map());
+      const assignment = this.validate(this.rt.environment(envId), input, "assignment.", now, new Map(), membersOnly(ctx));
       await tx.insertAssignments([assignment]);
       const revision = await this.rt.bump(tx, effects, envId);
       effects.push(() => this.rt.engine.putAssignment(envId, assignment));
@@ -100,7 +103,7 @@ export class AssignmentService {
       const slice = items.slice(start, start + chunk);
       let results: ItemResult[];
       try {
-        results = await this.rt.write((tx, effects) => this.writeChunk(tx, effects, envId, slice, baseIndex + start, prefix));
+        results = await this.rt.write((tx, effects) => this.writeChunk(tx, effects, ctx, slice, baseIndex + start, prefix));
       } catch (err) {
         // A constraint the committed state did not predict (e.g. a concurrent writer on a shared
         // database): isolate the offending items by writing this chunk one item at a time.
@@ -108,7 +111,7 @@ export class AssignmentService {
         results = [];
         for (let k = 0; k < slice.length; k++) {
           try {
-            results.push(...(await this.rt.write((tx, effects) => this.writeChunk(tx, effects, envId, [slice[k]], baseIndex + start + k, prefix))));
+            results.push(...(await this.rt.write((tx, effects) => this.writeChunk(tx, effects, ctx, [slice[k]], baseIndex + start + k, prefix))));
           } catch (inner) {
             if (!(inner instanceof StoreConflictError)) throw inner;
             results.push({ index: baseIndex + start + k, status: statusOf(new FailedPreconditionError(`the store refused the item: ${inner.message}`, `${prefix}[${baseIndex + start + k}]`, "store.conflict")) });
@@ -275,7 +278,7 @@ export class AssignmentService {
         const now = this.rt.clock.now();
         const env = this.rt.environment(envId);
         const pending = new Map<string, Assignment[]>();
-        const outcomes = items.map((input, i) => this.tryValidate(env, input, `items[${i}].`, now, pending));
+        const outcomes = items.map((input, i) => this.tryValidate(env, input, `items[${i}].`, now, pending, membersOnly(ctx)));
         const failed = outcomes.some((o) => o.error);
         let revision = this.rt.engine.revision(envId);
         if (!failed) {
@@ -300,7 +303,8 @@ export class AssignmentService {
   }
 
   /** Validates and writes one chunk inside the caller's transaction. Runs under the write lock. */
-  private async writeChunk(tx: StoreWriter, effects: Effects, envId: string, items: AssignmentInput[], baseIndex: number, prefix: string): Promise<ItemResult[]> {
+  private async writeChunk(tx: StoreWriter, effects: Effects, ctx: EnvironmentContext, items: AssignmentInput[], baseIndex: number, prefix: string): Promise<ItemResult[]> {
+    const envId = ctx.environment.id;
     const now = this.rt.clock.now();
     const env = this.rt.environment(envId);
     const pending = new Map<string, Assignment[]>();
@@ -308,7 +312,7 @@ export class AssignmentService {
     const rows: Assignment[] = [];
     for (let k = 0; k < items.length; k++) {
       const index = baseIndex + k;
-      const o = this.tryValidate(env, items[k], `${prefix}[${index}].`, now, pending);
+      const o = this.tryValidate(env, items[k], `${prefix}[${index}].`, now, pending, membersOnly(ctx));
       if (o.error) results.push({ index, status: statusOf(o.error) });
       else {
         rows.push(o.assignment!);
@@ -323,9 +327,16 @@ export class AssignmentService {
     return results;
   }
 
-  private tryValidate(env: Environment, input: AssignmentInput, prefix: string, now: number, pending: Map<string, Assignment[]>): { assignment?: Assignment; error?: DomainError } {
+  private tryValidate(
+    env: Environment,
+    input: AssignmentInput,
+    prefix: string,
+    now: number,
+    pending: Map<string, Assignment[]>,
+    membersOnly: boolean,
+  ): { assignment?: Assignment; error?: DomainError } {
     try {
-      return { assignment: this.validate(env, input, prefix, now, pending) };
+      return { assignment: this.validate(env, input, prefix, now, pending, membersOnly) };
     } catch (err) {
       if (err instanceof DomainError) return { error: err };
       throw err;
@@ -335,8 +346,9 @@ export class AssignmentService {
   /**
    * Validates one item against the committed state plus the items accepted earlier in the same
    * chunk (`pending`), and returns the assignment to insert. Throws a DomainError naming the field.
+   * With `membersOnly` (environment keys) an identity outside the application is NOT_FOUND.
    */
-  private validate(env: Environment, input: AssignmentInput, prefix: string, now: number, pending: Map<string, Assignment[]>): Assignment {
+  private validate(env: Environment, input: AssignmentInput, prefix: string, now: number, pending: Map<string, Assignment[]>, membersOnly: boolean): Assignment {
     if (input.error) throw input.error;
     const identityId = requireId(input.identityId, `${prefix}identity_id`);
     const roleId = requireId(input.roleId, `${prefix}role_id`);
@@ -352,9 +364,11 @@ export class AssignmentService {
     }
     const engine = this.rt.engine;
     const identity = engine.identity(identityId);
-    if (!identity || identity.accountId !== env.accountId) throw new NotFoundError("identity", identityId, `${prefix}identity_id`);
-    if (!identity.active) throw new FailedPreconditionError(`identity ${identityId} is inactive`, `${prefix}identity_id`, "identity.inactive");
     const membership = engine.membership(env.applicationId, identityId);
+    if (!identity || identity.accountId !== env.accountId || (membersOnly && membership === undefined)) {
+      throw new NotFoundError("identity", identityId, `${prefix}identity_id`);
+    }
+    if (!identity.active) throw new FailedPreconditionError(`identity ${identityId} is inactive`, `${prefix}identity_id`, "identity.inactive");
     if (membership === undefined) {
       throw new FailedPreconditionError(`identity ${identityId} has no membership in application ${env.applicationId}`, `${prefix}identity_id`, "identity.no_membership");
     }

@@ -30,7 +30,7 @@ export class CheckService {
     this.validate(ctx, req, "");
     if (opts.minRevision > 0) await this.rt.awaitRevision(ctx.environment.id, opts.minRevision, opts.signal);
     const at = opts.at ?? this.rt.clock.now();
-    return this.rt.engine.check(ctx.environment.id, { ...req, at, explain: opts.explain });
+    return this.rt.engine.check(ctx.environment.id, { ...req, at, explain: opts.explain, membersOnly: ctx.principal.environmentId !== null });
   }
 
   /** Answers every item from one state at one instant, results in request order. */
@@ -40,7 +40,8 @@ export class CheckService {
     if (opts.minRevision > 0) await this.rt.awaitRevision(ctx.environment.id, opts.minRevision, opts.signal);
     const at = opts.at ?? this.rt.clock.now();
     const envId = ctx.environment.id;
-    const results = items.map((item) => this.rt.engine.check(envId, { ...item, at, explain: opts.explain }));
+    const membersOnly = ctx.principal.environmentId !== null;
+    const results = items.map((item) => this.rt.engine.check(envId, { ...item, at, explain: opts.explain, membersOnly }));
     return { results, revision: this.rt.engine.revision(envId) };
   }
 

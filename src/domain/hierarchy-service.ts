@@ -250,9 +250,13 @@ export class HierarchyService {
 
   /** Normalises and checks a schema for internal consistency (INVALID_ARGUMENT naming the field). */
   private validateSchema(s: HierarchySchema): HierarchySchema {
-    const nodeTypes = [...new Set(s.nodeTypes)];
+    const nodeTypes = [...s.nodeTypes];
     if (nodeTypes.length === 0) throw new InvalidArgumentError("schema.node_types", "must list at least one node type");
-    nodeTypes.forEach((t, i) => requireTypeName(t, `schema.node_types[${i}]`));
+    nodeTypes.forEach((t, i) => {
+      requireTypeName(t, `schema.node_types[${i}]`);
+      const first = nodeTypes.indexOf(t);
+      if (first !== i) throw new InvalidArgumentError(`schema.node_types[${i}]`, `${JSON.stringify(t)} repeats schema.node_types[${first}]`);
+    });
     const known = new Set(nodeTypes);
     const allowedChildren: Record<string, string[]> = {};
     for (const [parent, children] of Object.entries(s.allowedChildren)) {

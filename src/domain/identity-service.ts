@@ -59,6 +59,7 @@ export class IdentityService {
       const slice = inputs.slice(start, start + chunk);
       revision = await this.rt.write(async (tx, effects) => {
         const membershipApp = !skipMembership ? scope.applicationId : null;
+        let written = 0;
         for (let k = 0; k < slice.length; k++) {
           const index = start + k;
           const prefix = `identities[${index}].`;
@@ -67,11 +68,14 @@ export class IdentityService {
             await this.insert(tx, effects, identity, prefix);
             if (membershipApp) await this.insertMembership(tx, effects, identity.id, membershipApp);
             outcomes.push({ index, value: identity });
+            written++;
           } catch (err) {
             if (!(err instanceof DomainError)) throw err;
             outcomes.push({ index, error: err });
           }
         }
+        // nothing written, nothing to bump: the revision stays as it was
+        if (written === 0) return scope.environmentId ? this.rt.engine.revision(scope.environmentId) : 0;
         return this.bumpFor(tx, effects, scope, membershipApp ? [membershipApp] : []);
       });
       await yieldToEventLoop();
@@ -148,8 +152,9 @@ export class IdentityService {
     requireId(identityId, "identity_id");
     const appId = this.applicationFor(scope, applicationId);
     return this.rt.write(async (tx, effects) => {
-      const identity = await tx.getIdentity(identityId);
-      if (!identity || identity.accountId !== scope.principal.accountId) throw new NotFoundError("identity", identityId, "identity_id");
+      // An environment key cannot reach identities outside its application (visible() says NOT_FOUND,
+      // the same as for an unknown id): enrolling an existing identity of the account needs the admin key.
+      this.visible(scope, await tx.getIdentity(identityId), identityId, "identity_id");
       const app = await tx.getApplication(appId);
       if (!app || app.accountId !== scope.principal.accountId) throw new NotFoundError("application", appId, "application_id");
       if (await tx.getMembership(identityId, appId)) {

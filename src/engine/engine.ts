@@ -31,6 +31,12 @@ export interface CheckQuery {
   /** evaluation instant, epoch ms */
   at: number;
   explain: boolean;
+  /**
+   * Environment-key callers: an identity without a membership (any status) in the environment's
+   * application is reported as UNKNOWN_IDENTITY, so a key cannot learn of identities outside its
+   * application. Admin callers leave it unset and get NO_MEMBERSHIP.
+   */
+  membersOnly?: boolean;
 }
 
 export interface GrantingAssignment {
@@ -302,7 +308,8 @@ export function createEngine(): Engine {
         at: q.at,
       };
       const identity = identities.get(q.identityId);
-      if (!identity || identity.accountId !== e.accountId) return deny(result, "UNKNOWN_IDENTITY");
+      const membership = memberships.get(e.applicationId)?.get(q.identityId);
+      if (!identity || identity.accountId !== e.accountId || (q.membersOnly && membership === undefined)) return deny(result, "UNKNOWN_IDENTITY");
       if (!e.permissions.has(q.permission)) return deny(result, "UNKNOWN_PERMISSION");
       let n = -1;
       if (q.scope === "node") {
@@ -310,7 +317,6 @@ export function createEngine(): Engine {
         if (n < 0) return deny(result, "UNKNOWN_NODE");
       }
       if (!identity.active) return deny(result, "IDENTITY_INACTIVE");
-      const membership = memberships.get(e.applicationId)?.get(q.identityId);
       if (membership === undefined) return deny(result, "NO_MEMBERSHIP");
       if (membership !== "active") return deny(result, "MEMBERSHIP_INACTIVE");
 

@@ -61,6 +61,9 @@ export function createDualServer(handler: Handler): DualServer {
         tcp.once("error", reject);
         tcp.listen(port, host, () => {
           tcp.off("error", reject);
+          // http.Server tracks connections (for closeIdleConnections) only once it has emitted
+          // 'listening'; it never listens itself here, the sniffer hands it sockets.
+          h1.emit("listening");
           resolve(tcp.address() as net.AddressInfo);
         });
       });

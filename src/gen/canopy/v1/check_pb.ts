@@ -429,7 +429,9 @@ export enum DenialReason {
   UNSPECIFIED = 0,
 
   /**
-   * identity_id does not name an identity visible to the caller's environment.
+   * identity_id does not name an identity visible to the caller. For an environment key an
+   * identity without any membership in the environment's application is not visible, so
+   * it is reported here rather than as DENIAL_REASON_NO_MEMBERSHIP.
    *
    * @generated from enum value: DENIAL_REASON_UNKNOWN_IDENTITY = 1;
    */
@@ -458,7 +460,8 @@ export enum DenialReason {
   IDENTITY_INACTIVE = 4,
 
   /**
-   * The identity has no membership in the environment's application.
+   * The identity has no membership in the environment's application (reported to admin keys
+   * acting through the canopy-environment header; environment keys see UNKNOWN_IDENTITY).
    *
    * @generated from enum value: DENIAL_REASON_NO_MEMBERSHIP = 5;
    */

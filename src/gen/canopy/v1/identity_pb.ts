@@ -982,9 +982,11 @@ export const IdentityService: GenService<{
     output: typeof DeactivateIdentityResponseSchema;
   },
   /**
-   * Gives an identity a membership, with status active, in an application. Errors:
-   * NOT_FOUND, ALREADY_EXISTS (membership exists; use SetAppMembershipStatus),
-   * PERMISSION_DENIED (an environment key naming another application).
+   * Gives an identity a membership, with status active, in an application. An environment
+   * key cannot see identities outside its application, so enrolling an existing identity of
+   * the account into an application takes the admin key. Errors: NOT_FOUND,
+   * ALREADY_EXISTS (membership exists; use SetAppMembershipStatus), PERMISSION_DENIED (an
+   * environment key naming another application).
    *
    * @generated from rpc canopy.v1.IdentityService.AddAppMembership
    */
