@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { loadConfig } from "../../src/config.js";
 import { startApp, type App } from "../../src/app.js";
@@ -29,7 +29,7 @@ export interface Clients {
   admin: Client<typeof AdminService>;
 }
 
-export type Protocol = "connect-h1" | "connect-h2" | "grpc";
+export type Protocol = "connect-h1" | "connect-h2" | "grpc" | "grpc-web";
 
 export interface TestServer {
   app: App;
@@ -72,7 +72,9 @@ export async function startTestServer(opts: { limits?: Partial<Limits>; env?: Re
     t =
       protocol === "grpc"
         ? createGrpcTransport({ baseUrl: app.url, interceptors: [auth] })
-        : createConnectTransport({ baseUrl: app.url, httpVersion: protocol === "connect-h1" ? "1.1" : "2", interceptors: [auth] });
+        : protocol === "grpc-web"
+          ? createGrpcWebTransport({ baseUrl: app.url, httpVersion: "1.1", interceptors: [auth] })
+          : createConnectTransport({ baseUrl: app.url, httpVersion: protocol === "connect-h1" ? "1.1" : "2", interceptors: [auth] });
     transports.set(id, t);
     return t;
   };
