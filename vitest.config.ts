@@ -1,10 +1,18 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * Three projects: pure/unit and store conformance (each conformance file picks its own backend), and
+ * the end-to-end suite twice — once over SQLite, once over PostgreSQL (CANOPY_TEST_BACKEND).
+ */
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    projects: [
+      { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts", "test/conformance/**/*.test.ts"] } },
+      { extends: true, test: { name: "e2e-sqlite", include: ["test/e2e/**/*.test.ts"], env: { CANOPY_TEST_BACKEND: "sqlite" } } },
+      { extends: true, test: { name: "e2e-postgres", include: ["test/e2e/**/*.test.ts"], env: { CANOPY_TEST_BACKEND: "postgres" } } },
+    ],
   },
 });

@@ -26,11 +26,20 @@ export interface App {
  */
 export async function startApp(config: Config, opts: { clock?: Clock; logger?: Logger } = {}): Promise<App> {
   const logger = opts.logger ?? pino({ level: config.logLevel });
-  const store = await createStore(config.databaseUrl);
-  await store.migrate();
-  const canopy = createCanopy({ store, engine: createEngine(), clock: opts.clock ?? systemClock, limits: config.limits, logger });
-  await canopy.warmUp();
+  const store = await createStore(config.databaseUrl, {
+    poolSize: config.databasePoolSize,
+    onPoolError: (err) => logger.warn({ err: err.message }, "database connection lost; the pool reconnects on next use"),
+  });
+  const canopy = createCanopy({
+    store,
+    engine: createEngine(),
+    clock: opts.clock ?? systemClock,
+    limits: config.limits,
+    logger,
+    replication: { pollIntervalMs: config.pollIntervalMs, maxStalenessMs: config.maxStalenessMs },
+  });
   const bootstrap = await canopy.bootstrap({ adminKey: config.adminKey });
+  await canopy.start();
   const server = createCanopyServer({ canopy, logger, maxRequestBytes: config.maxRequestBytes });
   const address = await server.listen(config.port, config.host);
   return {
@@ -41,6 +50,7 @@ export async function startApp(config: Config, opts: { clock?: Clock; logger?: L
     bootstrap,
     async close() {
       await server.close();
+      await canopy.stop();
       await store.close();
     },
   };

@@ -8,6 +8,12 @@ export interface Config {
   host: string;
   port: number;
   databaseUrl: string;
+  /** PostgreSQL connections per process (CANOPY_DATABASE_POOL_SIZE) */
+  databasePoolSize: number;
+  /** how often a PostgreSQL replica polls revisions as a safety net for lost notifications (ms) */
+  pollIntervalMs: number;
+  /** a PostgreSQL replica that has not confirmed it is current for this long answers UNAVAILABLE (ms) */
+  maxStalenessMs: number;
   /** CANOPY_ADMIN_KEY: on an empty database this becomes the admin key */
   adminKey: string | undefined;
   logLevel: string;
@@ -42,6 +48,9 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const limits = { ...DEFAULT_LIMITS };
   for (const [k, name] of Object.entries(LIMIT_VARS) as Array<[keyof Limits, string]>) limits[k] = positiveInt(env, name, DEFAULT_LIMITS[k]);
+  const pollIntervalMs = positiveInt(env, "CANOPY_POLL_INTERVAL_MS", 1000);
+  const maxStalenessMs = positiveInt(env, "CANOPY_MAX_STALENESS_MS", 5000);
+  if (maxStalenessMs <= pollIntervalMs) throw new Error("CANOPY_MAX_STALENESS_MS must be larger than CANOPY_POLL_INTERVAL_MS");
   if (limits.defaultPageSize > limits.maxPageSize) throw new Error("CANOPY_DEFAULT_PAGE_SIZE must not exceed CANOPY_MAX_PAGE_SIZE");
   const port = env.CANOPY_PORT === undefined || env.CANOPY_PORT === "" ? 8080 : Number(env.CANOPY_PORT);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`CANOPY_PORT must be 0..65535, got ${JSON.stringify(env.CANOPY_PORT)}`);
@@ -53,6 +62,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     host: env.CANOPY_HOST || "127.0.0.1",
     port,
     databaseUrl: env.CANOPY_DATABASE_URL || DEFAULT_DATABASE_URL,
+    databasePoolSize: positiveInt(env, "CANOPY_DATABASE_POOL_SIZE", 10),
+    pollIntervalMs,
+    maxStalenessMs,
     adminKey,
     logLevel: env.CANOPY_LOG_LEVEL || "info",
     maxRequestBytes: positiveInt(env, "CANOPY_MAX_REQUEST_BYTES", 4 * 1024 * 1024),

@@ -19,8 +19,8 @@ export function adminHandlers(canopy: Canopy): ServiceImpl<typeof AdminService> 
     async createEnvironment(req, ctx) {
       return { environment: environmentToPb(await a.createEnvironment(principalOf(ctx), req.applicationId, req.name)) };
     },
-    listEnvironments(req, ctx) {
-      return { environments: a.listEnvironments(principalOf(ctx), req.applicationId).map(environmentToPb) };
+    async listEnvironments(req, ctx) {
+      return { environments: (await a.listEnvironments(principalOf(ctx), req.applicationId)).map(environmentToPb) };
     },
     async deleteEnvironment(req, ctx) {
       await a.deleteEnvironment(principalOf(ctx), req.id);

@@ -37,13 +37,13 @@ export function assignmentHandlers(canopy: Canopy): ServiceImpl<typeof Assignmen
   const limits = canopy.runtime.limits;
   return {
     async createAssignment(req, ctx) {
-      const env = environmentOf(canopy, ctx);
+      const env = await environmentOf(canopy, ctx);
       const { assignment, revision } = await canopy.assignments.createAssignment(env, inputOf(req.assignment, "assignment"));
       return { assignment: assignmentToPb(assignment, now()), revision: BigInt(revision) };
     },
 
     async *bulkCreateAssignments(requests, ctx) {
-      const env = environmentOf(canopy, ctx);
+      const env = await environmentOf(canopy, ctx);
       let total = 0;
       let succeeded = 0;
       for await (const message of requests) {
@@ -71,7 +71,7 @@ export function assignmentHandlers(canopy: Canopy): ServiceImpl<typeof Assignmen
     },
 
     async batchCreateAssignments(req, ctx) {
-      const env = environmentOf(canopy, ctx);
+      const env = await environmentOf(canopy, ctx);
       const result = await canopy.assignments.batchCreate(env, inputsOf(req.items, 0), req.atomic, req.idempotencyKey);
       const t = now();
       return {
@@ -83,13 +83,13 @@ export function assignmentHandlers(canopy: Canopy): ServiceImpl<typeof Assignmen
     },
 
     async getAssignment(req, ctx) {
-      const assignment = await canopy.assignments.getAssignment(environmentOf(canopy, ctx), req.id);
+      const assignment = await canopy.assignments.getAssignment((await environmentOf(canopy, ctx)), req.id);
       return { assignment: assignmentToPb(assignment, now()) };
     },
 
     async listAssignments(req, ctx) {
       const page = await canopy.assignments.listAssignments(
-        environmentOf(canopy, ctx),
+        (await environmentOf(canopy, ctx)),
         { identityId: req.identityId, nodeId: req.nodeId, roleId: req.roleId, state: stateFromPb(req.state, "state") },
         req.pageSize,
         req.pageToken,
@@ -99,7 +99,7 @@ export function assignmentHandlers(canopy: Canopy): ServiceImpl<typeof Assignmen
     },
 
     async updateAssignment(req, ctx) {
-      const { assignment, revision } = await canopy.assignments.updateAssignment(environmentOf(canopy, ctx), req.id, {
+      const { assignment, revision } = await canopy.assignments.updateAssignment((await environmentOf(canopy, ctx)), req.id, {
         roleId: req.roleId,
         effectiveFrom: msOf(req.effectiveFrom, "effective_from") ?? undefined,
         effectiveTo: msOf(req.effectiveTo, "effective_to") ?? undefined,
@@ -109,11 +109,11 @@ export function assignmentHandlers(canopy: Canopy): ServiceImpl<typeof Assignmen
     },
 
     async deleteAssignment(req, ctx) {
-      return { revision: BigInt(await canopy.assignments.deleteAssignment(environmentOf(canopy, ctx), req.id)) };
+      return { revision: BigInt(await canopy.assignments.deleteAssignment((await environmentOf(canopy, ctx)), req.id)) };
     },
 
     async batchDeleteAssignments(req, ctx) {
-      const r = await canopy.assignments.batchDelete(environmentOf(canopy, ctx), req.ids);
+      const r = await canopy.assignments.batchDelete((await environmentOf(canopy, ctx)), req.ids);
       const t = now();
       return { results: r.results.map((x) => itemResultToPb(x, t)), summary: r.summary, revision: BigInt(r.revision) };
     },

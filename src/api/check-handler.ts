@@ -8,7 +8,7 @@ import { environmentOf } from "./context.js";
 export function checkHandlers(canopy: Canopy): ServiceImpl<typeof CheckService> {
   return {
     async check(req, ctx) {
-      const env = environmentOf(canopy, ctx);
+      const env = await environmentOf(canopy, ctx);
       const result = await canopy.checks.check(
         env,
         { identityId: req.identityId, permission: req.permission, scope: scopeFromPb(req.scope, "scope"), nodeId: req.nodeId },
@@ -17,7 +17,7 @@ export function checkHandlers(canopy: Canopy): ServiceImpl<typeof CheckService> 
       return checkResultToPb(result);
     },
     async checkBulk(req, ctx) {
-      const env = environmentOf(canopy, ctx);
+      const env = await environmentOf(canopy, ctx);
       const items = req.items.map((i, k) => ({
         identityId: i.identityId,
         permission: i.permission,

@@ -12,18 +12,23 @@ export function principalOf(ctx: HandlerContext): Principal {
   return p;
 }
 
-/** The environment a data-plane call acts in (the key's, or the admin's canopy-environment header). */
-export function environmentOf(canopy: Canopy, ctx: HandlerContext): EnvironmentContext {
+/**
+ * The environment a data-plane call acts in (the key's, or the admin's canopy-environment header),
+ * loaded and — on a replicated deployment — confirmed current, else UNAVAILABLE.
+ */
+export async function environmentOf(canopy: Canopy, ctx: HandlerContext): Promise<EnvironmentContext> {
   const principal = principalOf(ctx);
-  const environment = canopy.auth.environmentFor(principal, ctx.requestHeader.get(ENVIRONMENT_HEADER) ?? undefined);
+  const environment = await canopy.auth.environmentFor(principal, ctx.requestHeader.get(ENVIRONMENT_HEADER) ?? undefined);
+  canopy.runtime.assertFresh();
   return { principal, environment };
 }
 
 /** Identity calls may run without an environment (admin key without the header). */
-export function identityScopeOf(canopy: Canopy, ctx: HandlerContext): IdentityScope {
+export async function identityScopeOf(canopy: Canopy, ctx: HandlerContext): Promise<IdentityScope> {
   const principal = principalOf(ctx);
   const header = ctx.requestHeader.get(ENVIRONMENT_HEADER) ?? undefined;
   if (principal.environmentId === null && !header) return { principal, environmentId: null, applicationId: null };
-  const environment = canopy.auth.environmentFor(principal, header);
+  const environment = await canopy.auth.environmentFor(principal, header);
+  canopy.runtime.assertFresh();
   return { principal, environmentId: environment.id, applicationId: environment.applicationId };
 }

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DomainError, type ErrorCode } from "../domain/errors.js";
 import type { Logger } from "../domain/runtime.js";
+import { StoreUnavailableError } from "../store/store.js";
 
 const CODE: Record<ErrorCode, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -21,6 +22,10 @@ const CODE: Record<ErrorCode, Code> = {
  */
 export function toConnectError(err: unknown, logger: Logger, procedure: string): ConnectError {
   if (err instanceof ConnectError) return err;
+  if (err instanceof StoreUnavailableError) {
+    logger.warn({ err: err.message, procedure }, "storage unavailable");
+    return new ConnectError("storage unavailable; retry later", Code.Unavailable);
+  }
   if (err instanceof DomainError) {
     const meta = new Headers();
     if (err.field) meta.set("canopy-error-field", err.field);

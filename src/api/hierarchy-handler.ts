@@ -8,20 +8,20 @@ import { environmentOf } from "./context.js";
 export function hierarchyHandlers(canopy: Canopy): ServiceImpl<typeof HierarchyService> {
   const h = canopy.hierarchy;
   return {
-    getHierarchySchema(_req, ctx) {
-      const s = h.getSchema(environmentOf(canopy, ctx));
+    async getHierarchySchema(_req, ctx) {
+      const s = h.getSchema((await environmentOf(canopy, ctx)));
       return { accessModel: accessModelToPb(s.accessModel), schema: schemaToPb(s.schema), rootNodeId: s.rootNodeId, revision: BigInt(s.revision) };
     },
     async updateHierarchySchema(req, ctx) {
-      const r = await h.updateSchema(environmentOf(canopy, ctx), schemaFromPb(req.schema));
+      const r = await h.updateSchema((await environmentOf(canopy, ctx)), schemaFromPb(req.schema));
       return { schema: schemaToPb(r.schema), revision: BigInt(r.revision) };
     },
     async setAccessModel(req, ctx) {
-      const r = await h.setAccessModel(environmentOf(canopy, ctx), accessModelFromPb(req.accessModel, "access_model"));
+      const r = await h.setAccessModel((await environmentOf(canopy, ctx)), accessModelFromPb(req.accessModel, "access_model"));
       return { accessModel: accessModelToPb(r.accessModel), revision: BigInt(r.revision) };
     },
     async createNode(req, ctx) {
-      const r = await h.createNode(environmentOf(canopy, ctx), {
+      const r = await h.createNode((await environmentOf(canopy, ctx)), {
         parentId: req.parentId,
         type: req.type,
         name: req.name,
@@ -31,29 +31,29 @@ export function hierarchyHandlers(canopy: Canopy): ServiceImpl<typeof HierarchyS
       return { node: nodeToPb(r.node), revision: BigInt(r.revision) };
     },
     async getNode(req, ctx) {
-      return { node: nodeToPb(await h.getNode(environmentOf(canopy, ctx), req.id)) };
+      return { node: nodeToPb(await h.getNode((await environmentOf(canopy, ctx)), req.id)) };
     },
     async updateNode(req, ctx) {
-      const r = await h.updateNode(environmentOf(canopy, ctx), req.id, { name: req.name, externalId: req.externalId, metadata: req.metadata });
+      const r = await h.updateNode((await environmentOf(canopy, ctx)), req.id, { name: req.name, externalId: req.externalId, metadata: req.metadata });
       return { node: nodeToPb(r.node), revision: BigInt(r.revision) };
     },
     async moveNode(req, ctx) {
-      const r = await h.moveNode(environmentOf(canopy, ctx), req.id, req.newParentId);
+      const r = await h.moveNode((await environmentOf(canopy, ctx)), req.id, req.newParentId);
       return { node: nodeToPb(r.node), revision: BigInt(r.revision) };
     },
     async deleteNode(req, ctx) {
-      const r = await h.deleteNode(environmentOf(canopy, ctx), req.id, req.cascade);
+      const r = await h.deleteNode((await environmentOf(canopy, ctx)), req.id, req.cascade);
       return { deletedNodes: r.deletedNodes, deletedAssignments: r.deletedAssignments, revision: BigInt(r.revision) };
     },
     async listChildren(req, ctx) {
-      const p = await h.listChildren(environmentOf(canopy, ctx), req.id, req.pageSize, req.pageToken);
+      const p = await h.listChildren((await environmentOf(canopy, ctx)), req.id, req.pageSize, req.pageToken);
       return { nodes: p.items.map(nodeToPb), nextPageToken: p.nextPageToken };
     },
     async getAncestors(req, ctx) {
-      return { ancestors: (await h.getAncestors(environmentOf(canopy, ctx), req.id)).map(nodeToPb) };
+      return { ancestors: (await h.getAncestors((await environmentOf(canopy, ctx)), req.id)).map(nodeToPb) };
     },
     async getSubtree(req, ctx) {
-      const p = await h.getSubtree(environmentOf(canopy, ctx), req.id, req.maxDepth, req.pageSize, req.pageToken);
+      const p = await h.getSubtree((await environmentOf(canopy, ctx)), req.id, req.maxDepth, req.pageSize, req.pageToken);
       return { nodes: p.items.map(nodeToPb), nextPageToken: p.nextPageToken };
     },
   };

@@ -16,11 +16,11 @@ export function identityHandlers(canopy: Canopy): ServiceImpl<typeof IdentitySer
   });
   return {
     async createIdentity(req, ctx) {
-      const r = await s.createIdentity(identityScopeOf(canopy, ctx), input(req.identity), req.skipMembership);
+      const r = await s.createIdentity((await identityScopeOf(canopy, ctx)), input(req.identity), req.skipMembership);
       return { identity: identityToPb(r.identity), revision: BigInt(r.revision) };
     },
     async batchCreateIdentities(req, ctx) {
-      const r = await s.batchCreateIdentities(identityScopeOf(canopy, ctx), req.identities.map(input), req.skipMembership);
+      const r = await s.batchCreateIdentities((await identityScopeOf(canopy, ctx)), req.identities.map(input), req.skipMembership);
       return {
         results: r.outcomes.map((o) => ({
           index: o.index,
@@ -34,14 +34,14 @@ export function identityHandlers(canopy: Canopy): ServiceImpl<typeof IdentitySer
       };
     },
     async getIdentity(req, ctx) {
-      return { identity: identityToPb(await s.getIdentity(identityScopeOf(canopy, ctx), req.id)) };
+      return { identity: identityToPb(await s.getIdentity((await identityScopeOf(canopy, ctx)), req.id)) };
     },
     async listIdentities(req, ctx) {
-      const p = await s.listIdentities(identityScopeOf(canopy, ctx), { email: req.email, externalId: req.externalId, isActive: req.isActive }, req.pageSize, req.pageToken);
+      const p = await s.listIdentities((await identityScopeOf(canopy, ctx)), { email: req.email, externalId: req.externalId, isActive: req.isActive }, req.pageSize, req.pageToken);
       return { identities: p.items.map(identityToPb), nextPageToken: p.nextPageToken };
     },
     async updateIdentity(req, ctx) {
-      const r = await s.updateIdentity(identityScopeOf(canopy, ctx), req.id, {
+      const r = await s.updateIdentity((await identityScopeOf(canopy, ctx)), req.id, {
         email: req.email,
         displayName: req.displayName,
         externalId: req.externalId,
@@ -50,27 +50,27 @@ export function identityHandlers(canopy: Canopy): ServiceImpl<typeof IdentitySer
       return { identity: identityToPb(r.identity), revision: BigInt(r.revision) };
     },
     async activateIdentity(req, ctx) {
-      const r = await s.setActive(identityScopeOf(canopy, ctx), req.id, true);
+      const r = await s.setActive((await identityScopeOf(canopy, ctx)), req.id, true);
       return { identity: identityToPb(r.identity), revision: BigInt(r.revision) };
     },
     async deactivateIdentity(req, ctx) {
-      const r = await s.setActive(identityScopeOf(canopy, ctx), req.id, false);
+      const r = await s.setActive((await identityScopeOf(canopy, ctx)), req.id, false);
       return { identity: identityToPb(r.identity), revision: BigInt(r.revision) };
     },
     async addAppMembership(req, ctx) {
-      const r = await s.addMembership(identityScopeOf(canopy, ctx), req.identityId, req.applicationId);
+      const r = await s.addMembership((await identityScopeOf(canopy, ctx)), req.identityId, req.applicationId);
       return { membership: membershipToPb(r.membership), revision: BigInt(r.revision) };
     },
     async setAppMembershipStatus(req, ctx) {
-      const r = await s.setMembershipStatus(identityScopeOf(canopy, ctx), req.identityId, req.applicationId, membershipStatusFromPb(req.status, "status"));
+      const r = await s.setMembershipStatus((await identityScopeOf(canopy, ctx)), req.identityId, req.applicationId, membershipStatusFromPb(req.status, "status"));
       return { membership: membershipToPb(r.membership), revision: BigInt(r.revision) };
     },
     async removeAppMembership(req, ctx) {
-      const r = await s.removeMembership(identityScopeOf(canopy, ctx), req.identityId, req.applicationId);
+      const r = await s.removeMembership((await identityScopeOf(canopy, ctx)), req.identityId, req.applicationId);
       return { deletedAssignments: r.deletedAssignments, revision: BigInt(r.revision) };
     },
     async listAppMemberships(req, ctx) {
-      return { memberships: (await s.listMemberships(identityScopeOf(canopy, ctx), req.identityId)).map(membershipToPb) };
+      return { memberships: (await s.listMemberships((await identityScopeOf(canopy, ctx)), req.identityId)).map(membershipToPb) };
     },
   };
 }

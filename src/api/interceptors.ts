@@ -4,6 +4,7 @@ import type { ApiKeyScope } from "../domain/model.js";
 import type { Principal } from "../domain/auth.js";
 import type { Logger } from "../domain/runtime.js";
 import { toConnectError } from "./errors.js";
+import { InvalidArgumentError } from "../domain/errors.js";
 
 /** The authenticated caller of the current RPC, set by the auth interceptor. */
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "canopy principal" });
@@ -70,6 +71,30 @@ export function authInterceptor(canopy: Canopy): Interceptor {
     const principal = await canopy.auth.authenticate(apiKeyOf(req.header));
     canopy.auth.requireScope(principal, scopeFor(req.service.typeName, req.method.name));
     req.contextValues.set(principalKey, principal);
+    return next(req);
+  };
+}
+
+/**
+ * Read-your-writes: a unary data-plane request carrying `min_revision` > 0 waits (bounded by the
+ * deadline and CANOPY_REVISION_WAIT_MS) until this process's state of the environment has reached that
+ * revision, else UNAVAILABLE. Runs after auth; handlers then answer from state at least that new.
+ */
+export function consistencyInterceptor(canopy: Canopy): Interceptor {
+  return (next) => async (req) => {
+    if (!req.stream && req.service.typeName !== "canopy.v1.AdminService") {
+      const raw = (req.message as { minRevision?: unknown }).minRevision;
+      if (typeof raw === "bigint" && raw !== 0n) {
+        if (raw < 0n) throw new InvalidArgumentError("min_revision", "must not be negative");
+        const principal = req.contextValues.get(principalKey)!;
+        const header = req.header.get(ENVIRONMENT_HEADER) ?? undefined;
+        if (principal.environmentId === null && !header) {
+          throw new InvalidArgumentError("min_revision", `an admin key must name the environment with the ${ENVIRONMENT_HEADER} header to use it`);
+        }
+        const env = await canopy.auth.environmentFor(principal, header);
+        await canopy.runtime.awaitRevision(env.id, Number(raw), req.signal);
+      }
+    }
     return next(req);
   };
 }

@@ -55,9 +55,9 @@ export class AdminService {
     });
   }
 
-  listEnvironments(p: Principal, applicationId: string): Environment[] {
-    const envs = applicationId ? this.rt.environmentsOfApplication(applicationId) : this.rt.environmentsOfAccount(p.accountId);
-    return envs.filter((e) => e.accountId === p.accountId).sort((a, b) => (a.id < b.id ? -1 : 1)).map((e) => ({ ...e, revision: this.rt.engine.revision(e.id) }));
+  /** Read from storage, so every replica lists environments created anywhere. */
+  async listEnvironments(p: Principal, applicationId: string): Promise<Environment[]> {
+    return this.rt.store.reader.listEnvironments(p.accountId, applicationId || undefined);
   }
 
   async deleteEnvironment(p: Principal, id: string): Promise<void> {
@@ -66,9 +66,9 @@ export class AdminService {
       const env = await tx.getEnvironment(id);
       if (!env || env.accountId !== p.accountId) throw new NotFoundError("environment", id, "id");
       await tx.deleteEnvironment(id);
+      await tx.notifyChange(id, -1);
       effects.push(() => {
-        this.rt.engine.dropEnvironment(id);
-        this.rt.uncacheEnvironment(id);
+        this.rt.dropEnvironment(id);
         this.auth.evictEnvironment(id);
       });
     });

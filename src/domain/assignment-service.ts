@@ -81,7 +81,7 @@ export class AssignmentService {
 
   async createAssignment(ctx: EnvironmentContext, input: AssignmentInput): Promise<{ assignment: Assignment; revision: number }> {
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const now = this.rt.clock.now();
       const assignment = this.validate(this.rt.environment(envId), input, "assignment.", now, new Map(), membersOnly(ctx));
       await tx.insertAssignments([assignment]);
@@ -103,7 +103,7 @@ export class AssignmentService {
       const slice = items.slice(start, start + chunk);
       let results: ItemResult[];
       try {
-        results = await this.rt.write((tx, effects) => this.writeChunk(tx, effects, ctx, slice, baseIndex + start, prefix));
+        results = await this.rt.writeIn(envId, (tx, effects) => this.writeChunk(tx, effects, ctx, slice, baseIndex + start, prefix));
       } catch (err) {
         // A constraint the committed state did not predict (e.g. a concurrent writer on a shared
         // database): isolate the offending items by writing this chunk one item at a time.
@@ -111,7 +111,7 @@ export class AssignmentService {
         results = [];
         for (let k = 0; k < slice.length; k++) {
           try {
-            results.push(...(await this.rt.write((tx, effects) => this.writeChunk(tx, effects, ctx, [slice[k]], baseIndex + start + k, prefix))));
+            results.push(...(await this.rt.writeIn(envId, (tx, effects) => this.writeChunk(tx, effects, ctx, [slice[k]], baseIndex + start + k, prefix))));
           } catch (inner) {
             if (!(inner instanceof StoreConflictError)) throw inner;
             results.push({ index: baseIndex + start + k, status: statusOf(new FailedPreconditionError(`the store refused the item: ${inner.message}`, `${prefix}[${baseIndex + start + k}]`, "store.conflict")) });
@@ -129,18 +129,17 @@ export class AssignmentService {
     if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
       throw new InvalidArgumentError("idempotency_key", `must be at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
     }
-    const run = () => this.runBatch(ctx, items, atomic);
-    if (!idempotencyKey) return run();
-
     const envId = ctx.environment.id;
+    if (!idempotencyKey) return this.runBatch(ctx, items, atomic);
+
     const requestHash = createHash("sha256").update(JSON.stringify({ items, atomic })).digest("hex");
     const slot = `${envId}\u0000${idempotencyKey}`;
     // Requests with the same key run one after another: a retry racing its original waits for it and
     // then replays it. No await between the loop's last check and the set, so two cannot both pass.
     for (let p = this.inFlightKeys.get(slot); p; p = this.inFlightKeys.get(slot)) await p.catch(() => undefined);
-    const promise = (async (): Promise<BatchResult> => {
-      const record = await this.rt.store.reader.getIdempotencyRecord(envId, idempotencyKey);
+    const promise = this.rt.writeIn(envId, async (tx, effects): Promise<BatchResult> => {
       const now = this.rt.clock.now();
+      const record = await tx.getIdempotencyRecord(envId, idempotencyKey);
       if (record && record.createdAt > now - IDEMPOTENCY_WINDOW_MS) {
         if (record.requestHash !== requestHash) {
           throw new FailedPreconditionError(
@@ -152,20 +151,18 @@ export class AssignmentService {
         const first = JSON.parse(Buffer.from(record.response).toString("utf8")) as BatchResult;
         return { ...first, replayed: true };
       }
-      const result = await run();
-      await this.rt.write(async (tx) => {
-        // an expired record with the same key (older than 24 h) is replaced
-        await tx.deleteIdempotencyRecordsBefore(now - IDEMPOTENCY_WINDOW_MS + 1);
-        await tx.putIdempotencyRecord({
-          environmentId: envId,
-          key: idempotencyKey,
-          requestHash,
-          response: Buffer.from(JSON.stringify(result), "utf8"),
-          createdAt: now,
-        });
+      // One transaction holds the items and the record: after a crash either both exist or neither.
+      const result = await this.batchInTransaction(tx, effects, ctx, items, atomic);
+      await tx.deleteIdempotencyRecordsBefore(now - IDEMPOTENCY_WINDOW_MS + 1); // an expired record of this key is replaced
+      await tx.putIdempotencyRecord({
+        environmentId: envId,
+        key: idempotencyKey,
+        requestHash,
+        response: Buffer.from(JSON.stringify(result), "utf8"),
+        createdAt: now,
       });
       return result;
-    })();
+    });
     this.inFlightKeys.set(slot, promise);
     try {
       return await promise;
@@ -216,7 +213,7 @@ export class AssignmentService {
       throw new InvalidArgumentError("effective_to", "cannot be set together with clear_effective_to");
     }
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const current = await tx.getAssignment(envId, id);
       if (!current) throw new NotFoundError("assignment", id, "id");
       const roleId = patch.roleId ?? current.roleId;
@@ -241,7 +238,7 @@ export class AssignmentService {
   async deleteAssignment(ctx: EnvironmentContext, id: string): Promise<number> {
     requireId(id, "id");
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const deleted = await tx.deleteAssignments(envId, [id]);
       if (deleted.length === 0) throw new NotFoundError("assignment", id, "id");
       const revision = await this.rt.bump(tx, effects, envId);
@@ -253,12 +250,23 @@ export class AssignmentService {
   /** Deletes many in one transaction; unknown ids are per-item NOT_FOUND. */
   async batchDelete(ctx: EnvironmentContext, ids: string[]): Promise<{ results: ItemResult[]; summary: BatchSummary; revision: number }> {
     checkCount(ids.length, this.rt.limits.maxBatchItems, "ids", "ids per batch");
-    ids.forEach((id, i) => requireId(id, `ids[${i}]`));
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
-      const deleted = new Set(await tx.deleteAssignments(envId, [...new Set(ids)]));
+    // items are independent: a malformed id is that item's INVALID_ARGUMENT, its neighbours still run
+    const malformed = ids.map((id, i) => {
+      try {
+        requireId(id, `ids[${i}]`);
+        return undefined;
+      } catch (err) {
+        return err as DomainError;
+      }
+    });
+    return this.rt.writeIn(envId, async (tx, effects) => {
+      const wellFormed = ids.filter((_, i) => !malformed[i]);
+      const deleted = new Set(wellFormed.length ? await tx.deleteAssignments(envId, [...new Set(wellFormed)]) : []);
       const reported = new Set<string>();
       const results: ItemResult[] = ids.map((id, index) => {
+        const bad = malformed[index];
+        if (bad) return { index, status: statusOf(bad) };
         if (deleted.has(id) && !reported.has(id)) {
           reported.add(id);
           return { index, status: OK };
@@ -273,33 +281,39 @@ export class AssignmentService {
 
   private async runBatch(ctx: EnvironmentContext, items: AssignmentInput[], atomic: boolean): Promise<BatchResult> {
     const envId = ctx.environment.id;
-    if (atomic) {
-      return this.rt.write(async (tx, effects) => {
-        const now = this.rt.clock.now();
-        const env = this.rt.environment(envId);
-        const pending = new Map<string, Assignment[]>();
-        const outcomes = items.map((input, i) => this.tryValidate(env, input, `items[${i}].`, now, pending, membersOnly(ctx)));
-        const failed = outcomes.some((o) => o.error);
-        let revision = this.rt.engine.revision(envId);
-        if (!failed) {
-          const rows = outcomes.map((o) => o.assignment!);
-          await tx.insertAssignments(rows);
-          revision = await this.rt.bump(tx, effects, envId);
-          effects.push(() => rows.forEach((a) => this.rt.engine.putAssignment(envId, a)));
-        }
-        const results = outcomes.map((o, index): ItemResult => {
-          if (o.error) return { index, status: statusOf(o.error) };
-          if (failed) {
-            return { index, status: { code: GRPC_CODE.aborted, message: "not written: the batch is atomic and another item failed", field: `items[${index}]`, reason: "batch.aborted" } };
-          }
-          return { index, status: OK, assignment: o.assignment };
-        });
-        return { results, summary: summarize(results), revision, replayed: false };
-      });
-    }
+    if (items.length === 0) return { results: [], summary: { total: 0, succeeded: 0, failed: 0 }, revision: this.rt.engine.revision(envId), replayed: false };
+    if (atomic) return this.rt.writeIn(envId, (tx, effects) => this.batchInTransaction(tx, effects, ctx, items, true));
     const results: ItemResult[] = [];
     for await (const chunk of this.createMany(ctx, items, 0)) results.push(...chunk);
     return { results, summary: summarize(results), revision: this.rt.engine.revision(envId), replayed: false };
+  }
+
+  /**
+   * The whole batch in the caller's transaction: with `atomic` nothing is written unless every item
+   * is valid (the valid ones then report ABORTED); otherwise the valid items are written.
+   */
+  private async batchInTransaction(tx: StoreWriter, effects: Effects, ctx: EnvironmentContext, items: AssignmentInput[], atomic: boolean): Promise<BatchResult> {
+    const envId = ctx.environment.id;
+    const now = this.rt.clock.now();
+    const env = this.rt.environment(envId);
+    const pending = new Map<string, Assignment[]>();
+    const outcomes = items.map((input, i) => this.tryValidate(env, input, `items[${i}].`, now, pending, membersOnly(ctx)));
+    const failed = outcomes.some((o) => o.error);
+    const rows = atomic && failed ? [] : outcomes.filter((o) => o.assignment).map((o) => o.assignment!);
+    let revision = this.rt.engine.revision(envId);
+    if (rows.length > 0) {
+      await tx.insertAssignments(rows);
+      revision = await this.rt.bump(tx, effects, envId);
+      effects.push(() => rows.forEach((a) => this.rt.engine.putAssignment(envId, a)));
+    }
+    const results = outcomes.map((o, index): ItemResult => {
+      if (o.error) return { index, status: statusOf(o.error) };
+      if (atomic && failed) {
+        return { index, status: { code: GRPC_CODE.aborted, message: "not written: the batch is atomic and another item failed", field: `items[${index}]`, reason: "batch.aborted" } };
+      }
+      return { index, status: OK, assignment: o.assignment };
+    });
+    return { results, summary: summarize(results), revision, replayed: false };
   }
 
   /** Validates and writes one chunk inside the caller's transaction. Runs under the write lock. */

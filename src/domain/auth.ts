@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { performance } from "node:perf_hooks";
 import type { ApiKey, ApiKeyScope, Environment } from "./model.js";
 import type { Runtime } from "./runtime.js";
 import { PermissionDeniedError, UnauthenticatedError } from "./errors.js";
@@ -46,18 +47,29 @@ export function hashSecret(secret: string): string {
  * are cached by hash; revocation and environment deletion evict them.
  */
 export class Authenticator {
-  private readonly cache = new Map<string, ApiKey>();
+  /** hash -> key and when it was read (monotonic ms) */
+  private readonly cache = new Map<string, { key: ApiKey; readAt: number }>();
 
-  constructor(private readonly rt: Runtime) {}
+  /**
+   * @param ttlMs how long a validated key is trusted before it is read again: a revocation made on
+   *   another replica takes effect here within this time (this process evicts its own at once)
+   */
+  constructor(
+    private readonly rt: Runtime,
+    private readonly ttlMs = 1000,
+  ) {}
 
   async authenticate(secret: string | undefined): Promise<Principal> {
     if (!secret) throw new UnauthenticatedError("missing API key: send it in the x-api-key header or as 'authorization: Bearer <key>'");
     if (!secret.startsWith(KEY_PREFIX) || secret.length > 256) throw new UnauthenticatedError("invalid API key");
     const hash = hashSecret(secret);
-    let key = this.cache.get(hash);
+    const cached = this.cache.get(hash);
+    let key = cached && performance.now() - cached.readAt < this.ttlMs ? cached.key : undefined;
     if (!key) {
+      const readAt = performance.now();
       key = await this.rt.store.reader.getApiKeyByHash(hash);
-      if (key && key.revokedAt === null) this.cache.set(hash, key);
+      if (key && key.revokedAt === null) this.cache.set(hash, { key, readAt });
+      else this.cache.delete(hash);
     }
     if (!key || !timingSafeEqual(Buffer.from(key.keyHash, "hex"), Buffer.from(hash, "hex"))) {
       throw new UnauthenticatedError("invalid API key");
@@ -69,31 +81,33 @@ export class Authenticator {
 
   /** Forgets a key (after revocation) so the next call re-reads it. */
   evict(keyId: string): void {
-    for (const [h, k] of this.cache) if (k.id === keyId) this.cache.delete(h);
+    for (const [h, c] of this.cache) if (c.key.id === keyId) this.cache.delete(h);
   }
 
   evictEnvironment(environmentId: string): void {
-    for (const [h, k] of this.cache) if (k.environmentId === environmentId) this.cache.delete(h);
+    for (const [h, c] of this.cache) if (c.key.environmentId === environmentId) this.cache.delete(h);
   }
 
   /**
    * The environment a data-plane call acts in: an environment key's own; for an admin key, the one
    * named by the `canopy-environment` header (which must belong to the key's account).
    */
-  environmentFor(p: Principal, requestedEnvironmentId: string | undefined): Environment {
+  async environmentFor(p: Principal, requestedEnvironmentId: string | undefined): Promise<Environment> {
     if (p.environmentId !== null) {
       if (requestedEnvironmentId && requestedEnvironmentId !== p.environmentId) {
         throw new PermissionDeniedError("this API key acts only in its own environment; drop the canopy-environment header or use that environment's key");
       }
-      const env = this.rt.maybeEnvironment(p.environmentId);
+      const env = await this.rt.ensureLoaded(p.environmentId);
       if (!env) throw new UnauthenticatedError(`the environment of API key ${p.keyId} no longer exists`);
       return env;
     }
     if (!requestedEnvironmentId) {
       throw new PermissionDeniedError("an admin key must name the environment to act in with the canopy-environment header");
     }
-    const env = this.rt.maybeEnvironment(requestedEnvironmentId);
-    if (!env || env.accountId !== p.accountId) throw new PermissionDeniedError(`environment ${JSON.stringify(requestedEnvironmentId)} is not accessible with this key`);
+    const denied = () => new PermissionDeniedError(`environment ${JSON.stringify(requestedEnvironmentId)} is not accessible with this key`);
+    if (requestedEnvironmentId.length > 64) throw denied();
+    const env = await this.rt.ensureLoaded(requestedEnvironmentId);
+    if (!env || env.accountId !== p.accountId) throw denied();
     return env;
   }
 

@@ -10,7 +10,7 @@ import { CatalogService } from "./catalog-service.js";
 import { CheckService } from "./check-service.js";
 import { HierarchyService } from "./hierarchy-service.js";
 import { IdentityService } from "./identity-service.js";
-import { Runtime, type Logger } from "./runtime.js";
+import { DEFAULT_REPLICATION, Runtime, type Logger, type ReplicationOptions } from "./runtime.js";
 import { newId } from "./ids.js";
 
 /** The use cases of Canopy, shared by the Connect handlers and (later) the REST surface. */
@@ -23,8 +23,12 @@ export interface Canopy {
   identities: IdentityService;
   assignments: AssignmentService;
   checks: CheckService;
-  /** Loads every environment, identity and membership from the store into the engine. */
-  warmUp(): Promise<void>;
+  /**
+   * Starts following other replicas (PostgreSQL: LISTEN + revision polling). Environments load
+   * lazily on first use and stay warm.
+   */
+  start(): Promise<void>;
+  stop(): Promise<void>;
   /**
    * On an empty database: creates the default account, application (development + production) and
    * the first keys. Returns the secrets to print once, or null when the database was not empty.
@@ -32,9 +36,17 @@ export interface Canopy {
   bootstrap(opts: { adminKey?: string }): Promise<{ adminKey: string; developmentKey: string; generatedAdminKey: boolean } | null>;
 }
 
-export function createCanopy(deps: { store: Store; engine: Engine; clock: Clock; limits: Limits; logger: Logger }): Canopy {
-  const runtime = new Runtime(deps.store, deps.engine, deps.clock, deps.limits, deps.logger);
-  const auth = new Authenticator(runtime);
+export function createCanopy(deps: {
+  store: Store;
+  engine: Engine;
+  clock: Clock;
+  limits: Limits;
+  logger: Logger;
+  replication?: ReplicationOptions;
+}): Canopy {
+  const replication = deps.replication ?? DEFAULT_REPLICATION;
+  const runtime = new Runtime(deps.store, deps.engine, deps.clock, deps.limits, deps.logger, replication);
+  const auth = new Authenticator(runtime, replication.pollIntervalMs);
   const admin = new AdminService(runtime, auth);
   return {
     runtime,
@@ -46,41 +58,19 @@ export function createCanopy(deps: { store: Store; engine: Engine; clock: Clock;
     assignments: new AssignmentService(runtime),
     checks: new CheckService(runtime),
 
-    async warmUp() {
-      const reader = deps.store.reader;
-      for (const account of await reader.listAllAccounts()) {
-        for (const i of await reader.listAllIdentities(account.id)) deps.engine.setIdentity(i.id, i.accountId, i.isActive);
-      }
-      const apps = new Set<string>();
-      for (const env of await reader.listAllEnvironments()) {
-        runtime.cacheEnvironment(env);
-        apps.add(env.applicationId);
-        const [nodes, permissions, roles, assignments] = await Promise.all([
-          reader.listAllNodes(env.id),
-          reader.listAllPermissions(env.id),
-          reader.listAllRoles(env.id),
-          reader.listAllAssignments(env.id),
-        ]);
-        deps.engine.loadEnvironment({
-          id: env.id,
-          accountId: env.accountId,
-          applicationId: env.applicationId,
-          rootNodeId: env.rootNodeId,
-          revision: env.revision,
-          nodes,
-          permissionKeys: permissions.map((p) => p.key),
-          roles,
-          assignments,
-        });
-      }
-      for (const app of apps) {
-        for (const m of await reader.listMembershipsOfApplication(app)) deps.engine.setMembership(app, m.identityId, m.status);
-      }
+    start() {
+      return runtime.startReplication();
+    },
+    stop() {
+      return runtime.stopReplication();
     },
 
     async bootstrap(opts) {
       if (await deps.store.reader.getDefaultAccount()) return null;
       return runtime.write(async (tx, effects) => {
+        // replicas starting together on an empty PostgreSQL: only the first one initialises it
+        await tx.lockBootstrap();
+        if (await tx.getDefaultAccount()) return null;
         const now = deps.clock.now();
         const account = { id: newId(), name: "default", createdAt: now };
         await tx.insertAccount(account);

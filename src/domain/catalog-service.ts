@@ -43,7 +43,7 @@ export class CatalogService {
         updatedAt: now,
       };
     });
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const existing = await tx.getPermissionsByKeys(envId, [...seen.keys()]);
       if (existing.length > 0) {
         const i = seen.get(existing[0].key)!;
@@ -71,7 +71,7 @@ export class CatalogService {
     const description = patch.description === undefined ? undefined : optionalText(patch.description, "description", MAX_DESCRIPTION_LENGTH);
     const category = patch.category === undefined ? undefined : optionalText(patch.category, "category");
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const current = await tx.getPermission(envId, id);
       if (!current) throw new NotFoundError("permission", id, "id");
       if (patch.key !== undefined && patch.key !== current.key) {
@@ -91,7 +91,7 @@ export class CatalogService {
   async deletePermission(ctx: EnvironmentContext, id: string): Promise<number> {
     requireId(id, "id");
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const current = await tx.getPermission(envId, id);
       if (!current) throw new NotFoundError("permission", id, "id");
       await tx.deletePermission(id);
@@ -105,7 +105,7 @@ export class CatalogService {
     const name = requireText(input.name, "name");
     const description = optionalText(input.description, "description", MAX_DESCRIPTION_LENGTH);
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const permissions = await this.resolveKeys(tx, envId, input.permissionKeys);
       const now = this.rt.clock.now();
       const role: Role = {
@@ -120,7 +120,9 @@ export class CatalogService {
       try {
         await tx.insertRole({ ...role }, permissions.map((p) => p.id));
       } catch (err) {
-        if (err instanceof StoreConflictError) throw new ConflictError(`a role named ${JSON.stringify(name)} already exists`, "name", "catalog.role_exists");
+        if (err instanceof StoreConflictError && err.constraint === "unique") {
+          throw new ConflictError(`a role named ${JSON.stringify(name)} already exists`, "name", "catalog.role_exists");
+        }
         throw err;
       }
       const revision = await this.rt.bump(tx, effects, envId);
@@ -147,14 +149,16 @@ export class CatalogService {
     const name = patch.name === undefined ? undefined : requireText(patch.name, "name");
     const description = patch.description === undefined ? undefined : optionalText(patch.description, "description", MAX_DESCRIPTION_LENGTH);
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const current = await tx.getRole(envId, id);
       if (!current) throw new NotFoundError("role", id, "id");
       const updatedAt = this.rt.clock.now();
       try {
         await tx.updateRole(id, { name, description, updatedAt });
       } catch (err) {
-        if (err instanceof StoreConflictError) throw new ConflictError(`a role named ${JSON.stringify(name)} already exists`, "name", "catalog.role_exists");
+        if (err instanceof StoreConflictError && err.constraint === "unique") {
+          throw new ConflictError(`a role named ${JSON.stringify(name)} already exists`, "name", "catalog.role_exists");
+        }
         throw err;
       }
       const role = { ...current, name: name ?? current.name, description: description ?? current.description, updatedAt };
@@ -168,7 +172,7 @@ export class CatalogService {
   async setRolePermissions(ctx: EnvironmentContext, id: string, keys: string[]): Promise<{ role: Role; revision: number }> {
     requireId(id, "id");
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const current = await tx.getRole(envId, id);
       if (!current) throw new NotFoundError("role", id, "id");
       const permissions = await this.resolveKeys(tx, envId, keys);
@@ -185,7 +189,7 @@ export class CatalogService {
   async deleteRole(ctx: EnvironmentContext, id: string, cascade: boolean): Promise<{ deletedAssignments: number; revision: number }> {
     requireId(id, "id");
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const current = await tx.getRole(envId, id);
       if (!current) throw new NotFoundError("role", id, "id");
       const held = await tx.countAssignmentsOfRole(envId, id);

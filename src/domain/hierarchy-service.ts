@@ -27,7 +27,7 @@ export class HierarchyService {
   async updateSchema(ctx: EnvironmentContext, schema: HierarchySchema | null): Promise<{ schema: HierarchySchema | null; revision: number }> {
     const normalized = schema === null ? null : this.validateSchema(schema);
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const env = this.rt.environment(envId);
       const closure = this.rt.engine.closure(envId);
       let rootType: string | undefined;
@@ -51,7 +51,7 @@ export class HierarchyService {
   /** Switching to flat is refused while the tree has nodes other than the root. */
   async setAccessModel(ctx: EnvironmentContext, model: AccessModel): Promise<{ accessModel: AccessModel; revision: number }> {
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const closure = this.rt.engine.closure(envId);
       if (model === "flat" && closure.size > 1) {
         throw new FailedPreconditionError(
@@ -79,7 +79,7 @@ export class HierarchyService {
     const externalId = optionalText(input.externalId, "external_id") || null;
     const metadata = checkMetadata(input.metadata, "metadata", this.rt.limits);
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const env = this.rt.environment(envId);
       if (env.accessModel === "flat") {
         throw new FailedPreconditionError("the environment uses the flat access model: only the root exists; call SetAccessModel(HIERARCHY) first", "parent_id", "hierarchy.flat");
@@ -114,7 +114,7 @@ export class HierarchyService {
     const externalId = patch.externalId === undefined ? undefined : optionalText(patch.externalId, "external_id") || null;
     const metadata = patch.metadata === undefined ? undefined : checkMetadata(patch.metadata, "metadata", this.rt.limits);
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const current = await tx.getNode(envId, id);
       if (!current) throw new NotFoundError("node", id, "id");
       const updatedAt = this.rt.clock.now();
@@ -136,7 +136,7 @@ export class HierarchyService {
     requireId(id, "id");
     requireId(newParentId, "new_parent_id");
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const env = this.rt.environment(envId);
       const closure = this.rt.engine.closure(envId);
       if (!closure.has(id)) throw new NotFoundError("node", id, "id");
@@ -160,7 +160,7 @@ export class HierarchyService {
   async deleteNode(ctx: EnvironmentContext, id: string, cascade: boolean): Promise<{ deletedNodes: number; deletedAssignments: number; revision: number }> {
     requireId(id, "id");
     const envId = ctx.environment.id;
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.writeIn(envId, async (tx, effects) => {
       const env = this.rt.environment(envId);
       const closure = this.rt.engine.closure(envId);
       if (!closure.has(id)) throw new NotFoundError("node", id, "id");

@@ -1,7 +1,7 @@
 import type { AppMembership, Identity, JsonObject, MembershipStatus } from "./model.js";
 import type { Principal } from "./auth.js";
 import type { Effects, Runtime } from "./runtime.js";
-import type { StoreWriter } from "../store/store.js";
+import type { StoreReader, StoreWriter } from "../store/store.js";
 import { ConflictError, DomainError, GRPC_CODE, NotFoundError, PermissionDeniedError } from "./errors.js";
 import { newId } from "./ids.js";
 import { checkCount, checkMetadata, optionalText, pageRequest, requireEmail, requireId, toPage } from "./validate.js";
@@ -86,7 +86,8 @@ export class IdentityService {
 
   async getIdentity(scope: IdentityScope, id: string): Promise<Identity> {
     requireId(id, "id");
-    return this.visible(scope, await this.rt.store.reader.getIdentity(id), id);
+    const reader = this.rt.store.reader;
+    return this.visible(reader, scope, await reader.getIdentity(id), id);
   }
 
   async listIdentities(scope: IdentityScope, filter: { email: string; externalId: string; isActive?: boolean }, pageSize: number, pageToken: string) {
@@ -109,13 +110,24 @@ export class IdentityService {
     id: string,
     patch: { email?: string; displayName?: string; externalId?: string; metadata?: JsonObject },
   ): Promise<{ identity: Identity; revision: number }> {
+    this.requireAdmin(scope, "UpdateIdentity");
     requireId(id, "id");
     const email = patch.email === undefined ? undefined : requireEmail(patch.email, "email");
     const displayName = patch.displayName === undefined ? undefined : optionalText(patch.displayName, "display_name");
     const externalId = patch.externalId === undefined ? undefined : optionalText(patch.externalId, "external_id") || null;
     const metadata = patch.metadata === undefined ? undefined : checkMetadata(patch.metadata, "metadata", this.rt.limits);
     return this.rt.write(async (tx, effects) => {
-      const current = this.visible(scope, await tx.getIdentity(id), id);
+      const current = await this.visible(tx, scope, await tx.getIdentity(id), id);
+      // Checked first so the error names the right field (on PostgreSQL a failed statement aborts the
+      // transaction, so nothing can be asked after a constraint error); the unique indexes are the backstop.
+      if (email !== undefined) {
+        const other = await tx.getIdentityByEmail(current.accountId, email);
+        if (other && other.id !== id) throw this.conflict(email, undefined, "");
+      }
+      if (externalId) {
+        const other = await tx.getIdentityByExternalId(current.accountId, externalId);
+        if (other && other.id !== id) throw this.conflict(undefined, externalId, "");
+      }
       const updatedAt = this.rt.clock.now();
       try {
         await tx.updateIdentity(id, { email, displayName, externalId, metadata, updatedAt });
@@ -137,9 +149,10 @@ export class IdentityService {
 
   /** Activating or deactivating applies to every check in every environment at once. */
   async setActive(scope: IdentityScope, id: string, active: boolean): Promise<{ identity: Identity; revision: number }> {
+    this.requireAdmin(scope, active ? "ActivateIdentity" : "DeactivateIdentity");
     requireId(id, "id");
     return this.rt.write(async (tx, effects) => {
-      const current = this.visible(scope, await tx.getIdentity(id), id);
+      const current = await this.visible(tx, scope, await tx.getIdentity(id), id);
       const updatedAt = this.rt.clock.now();
       await tx.updateIdentity(id, { isActive: active, updatedAt });
       effects.push(() => this.rt.engine.setIdentity(id, current.accountId, active));
@@ -149,12 +162,13 @@ export class IdentityService {
   }
 
   async addMembership(scope: IdentityScope, identityId: string, applicationId: string): Promise<{ membership: AppMembership; revision: number }> {
+    this.requireAdmin(scope, "AddAppMembership (a membership spans every environment of the application)");
     requireId(identityId, "identity_id");
     const appId = this.applicationFor(scope, applicationId);
     return this.rt.write(async (tx, effects) => {
       // An environment key cannot reach identities outside its application (visible() says NOT_FOUND,
       // the same as for an unknown id): enrolling an existing identity of the account needs the admin key.
-      this.visible(scope, await tx.getIdentity(identityId), identityId, "identity_id");
+      await this.visible(tx, scope, await tx.getIdentity(identityId), identityId, "identity_id");
       const app = await tx.getApplication(appId);
       if (!app || app.accountId !== scope.principal.accountId) throw new NotFoundError("application", appId, "application_id");
       if (await tx.getMembership(identityId, appId)) {
@@ -166,6 +180,7 @@ export class IdentityService {
   }
 
   async setMembershipStatus(scope: IdentityScope, identityId: string, applicationId: string, status: MembershipStatus): Promise<{ membership: AppMembership; revision: number }> {
+    this.requireAdmin(scope, "SetAppMembershipStatus (a membership spans every environment of the application)");
     requireId(identityId, "identity_id");
     const appId = this.applicationFor(scope, applicationId);
     return this.rt.write(async (tx, effects) => {
@@ -179,11 +194,12 @@ export class IdentityService {
 
   /** Removes the membership and deletes the identity's assignments in every environment of the application. */
   async removeMembership(scope: IdentityScope, identityId: string, applicationId: string): Promise<{ deletedAssignments: number; revision: number }> {
+    this.requireAdmin(scope, "RemoveAppMembership (a membership spans every environment of the application)");
     requireId(identityId, "identity_id");
     const appId = this.applicationFor(scope, applicationId);
     return this.rt.write(async (tx, effects) => {
       await this.membershipOf(tx, scope, identityId, appId);
-      const envIds = this.rt.environmentsOfApplication(appId).map((e) => e.id);
+      const envIds = (await tx.listEnvironments(scope.principal.accountId, appId)).map((e) => e.id);
       const removed = await tx.deleteAssignmentsOfIdentity(identityId, envIds);
       await tx.deleteMembership(identityId, appId);
       effects.push(() => {
@@ -196,9 +212,22 @@ export class IdentityService {
 
   async listMemberships(scope: IdentityScope, identityId: string): Promise<AppMembership[]> {
     requireId(identityId, "identity_id");
-    this.visible(scope, await this.rt.store.reader.getIdentity(identityId), identityId, "identity_id");
-    const all = await this.rt.store.reader.listMembershipsOfIdentity(identityId);
+    const reader = this.rt.store.reader;
+    await this.visible(reader, scope, await reader.getIdentity(identityId), identityId, "identity_id");
+    const all = await reader.listMembershipsOfIdentity(identityId);
     return scope.applicationId && scope.principal.environmentId !== null ? all.filter((m) => m.applicationId === scope.applicationId) : all;
+  }
+
+  /**
+   * Identity state is account-wide and memberships application-wide, so changing them reaches beyond
+   * one environment: environment keys may not (SPEC: they act only inside their environment).
+   */
+  private requireAdmin(scope: IdentityScope, what: string): void {
+    if (scope.principal.environmentId !== null) {
+      throw new PermissionDeniedError(
+        `${what} affects every environment of the ${what.includes("membership") ? "application" : "account"}; use the admin key (with the canopy-environment header if needed)`,
+      );
+    }
   }
 
   private build(scope: IdentityScope, input: IdentityInput, prefix: string): Identity {
@@ -240,10 +269,13 @@ export class IdentityService {
       : new ConflictError(`an identity with external_id ${JSON.stringify(externalId)} already exists`, `${prefix}external_id`, "identity.external_id_exists");
   }
 
-  /** Environment keys see only identities with a membership in their application. */
-  private visible(scope: IdentityScope, identity: Identity | undefined, id: string, field = "id"): Identity {
+  /**
+   * Environment keys see only identities with a membership (any status) in their application; read
+   * through `reader` (the transaction, for writes) so every replica decides on committed data.
+   */
+  private async visible(reader: StoreReader, scope: IdentityScope, identity: Identity | undefined, id: string, field = "id"): Promise<Identity> {
     if (!identity || identity.accountId !== scope.principal.accountId) throw new NotFoundError("identity", id, field);
-    if (scope.principal.environmentId !== null && scope.applicationId && this.rt.engine.membership(scope.applicationId, id) === undefined) {
+    if (scope.principal.environmentId !== null && scope.applicationId && !(await reader.getMembership(id, scope.applicationId))) {
       throw new NotFoundError("identity", id, field);
     }
     return identity;
@@ -277,11 +309,11 @@ export class IdentityService {
   private async bumpFor(tx: StoreWriter, effects: Effects, scope: IdentityScope, applications: string[] | null): Promise<number> {
     const envs =
       applications === null
-        ? this.rt.environmentsOfAccount(scope.principal.accountId)
-        : applications.flatMap((a) => this.rt.environmentsOfApplication(a));
+        ? await tx.listEnvironments(scope.principal.accountId)
+        : (await Promise.all(applications.map((a) => tx.listEnvironments(scope.principal.accountId, a)))).flat();
     const ids = new Set(envs.map((e) => e.id));
     if (scope.environmentId) ids.add(scope.environmentId);
-    const revisions = await this.rt.bumpAll(tx, effects, [...ids]);
+    const revisions = await this.rt.bumpAll(tx, effects, [...ids].sort());
     return scope.environmentId ? revisions.get(scope.environmentId)! : 0;
   }
 }

@@ -1,5 +1,6 @@
+import { performance } from "node:perf_hooks";
 import type { Engine } from "../engine/index.js";
-import type { Store, StoreWriter } from "../store/store.js";
+import type { ChangeNotice, Store, StoreReader, StoreWriter } from "../store/store.js";
 import type { Clock } from "./clock.js";
 import type { Limits } from "./limits.js";
 import type { Environment } from "./model.js";
@@ -16,18 +17,39 @@ export interface Logger {
 /** Engine mutations a write queues during its transaction; they run only after the commit. */
 export type Effects = Array<() => void>;
 
+/** Effects that advance a revision: applied after every data effect of the same write. */
+const REVISION_EFFECT = new WeakSet<() => void>();
+
+/** How a replica on a shared database keeps up with the others. */
+export interface ReplicationOptions {
+  /** revision polling period, the safety net for lost notifications (ms) */
+  pollIntervalMs: number;
+  /** a replica that has not confirmed it is current for this long answers UNAVAILABLE (ms) */
+  maxStalenessMs: number;
+}
+
+export const DEFAULT_REPLICATION: ReplicationOptions = Object.freeze({ pollIntervalMs: 1000, maxStalenessMs: 5000 });
+
 /**
- * Shared machinery of the services: the serialized write path, the environment cache and the
- * revision waiters. Every write goes through `write()`:
- *   lock → one store transaction (which bumps revisions) → commit (fsync'd) → engine effects → unlock.
- * One lock per process keeps the engine's order of effects equal to the commit order, so the
- * in-memory state always equals a committed database state and a write is visible to checks
- * as soon as its RPC returns.
+ * Shared machinery of the services: the serialized write path, lazily loaded environments, revision
+ * waiters and — on a shared PostgreSQL — replication from other processes.
+ *
+ * Every write goes through `write()`: process lock → one store transaction → environment row locks
+ * (other replicas queue behind them) → catch-up of any environment another replica changed → the
+ * write, which validates against that current state and bumps revisions (with a notification) →
+ * commit (durable) → engine effects → unlock. Reloads take the same process lock, so in-memory state
+ * always equals some committed database state and never goes backwards; a write is visible to
+ * checks here as soon as its RPC returns, and on other replicas once they reach its revision.
  */
 export class Runtime {
   private tail: Promise<unknown> = Promise.resolve();
   private readonly environments = new Map<string, Environment>();
   private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly pendingReloads = new Map<string, Promise<void>>();
+  private readonly replicated: boolean;
+  private lastConfirmed = performance.now();
+  private pollTimer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => Promise<void>) | undefined;
 
   constructor(
     readonly store: Store,
@@ -35,36 +57,59 @@ export class Runtime {
     readonly clock: Clock,
     readonly limits: Limits,
     readonly logger: Logger,
-  ) {}
+    readonly replication: ReplicationOptions = DEFAULT_REPLICATION,
+  ) {
+    this.replicated = store.dialect === "postgres";
+  }
 
-  /** Runs `fn` in a transaction under the write lock, then applies its effects. */
-  write<T>(fn: (tx: StoreWriter, effects: Effects) => Promise<T>): Promise<T> {
-    const run = async (): Promise<T> => {
+  /** Runs `fn` in a transaction under the write lock, after locking and catching up `lock` environments. */
+  write<T>(fn: (tx: StoreWriter, effects: Effects) => Promise<T>, lock: string[] = []): Promise<T> {
+    return this.exclusive(async () => {
       const effects: Effects = [];
       let result: T;
       try {
-        result = await this.store.transaction((tx) => fn(tx, effects));
+        result = await this.store.transaction(async (tx) => {
+          for (const id of [...new Set(lock)].sort()) await this.lockAndCatchUp(tx, id);
+          return fn(tx, effects);
+        });
       } catch (err) {
-        if (err instanceof StoreUnavailableError) throw new UnavailableError(`storage unavailable: ${err.message}`, "storage.unavailable");
+        if (err instanceof StoreUnavailableError) {
+          this.logger.warn({ err: err.message }, "storage unavailable during a write");
+          throw new UnavailableError("storage unavailable; retry later", "storage.unavailable");
+        }
         throw err;
       }
-      for (const apply of effects) apply();
+      // Data first, revisions last: a check never sees a revision whose data is not in memory yet.
+      try {
+        for (const apply of effects) if (!REVISION_EFFECT.has(apply)) apply();
+        for (const apply of effects) if (REVISION_EFFECT.has(apply)) apply();
+      } catch (err) {
+        // Committed, but memory could not follow: forget the environments so they reload from storage.
+        this.logger.error({ err }, "applying a committed write to memory failed; reloading the environments it touched");
+        for (const id of lock) this.engine.dropEnvironment(id);
+        throw err;
+      }
       return result;
-    };
-    const next = this.tail.then(run, run);
-    this.tail = next.catch(() => undefined);
-    return next;
+    });
   }
 
-  /** Bumps the environment's revision inside `tx` and queues the engine update; returns the new revision. */
+  /** A write inside one environment: locks it (across replicas) and catches up first. */
+  writeIn<T>(environmentId: string, fn: (tx: StoreWriter, effects: Effects) => Promise<T>): Promise<T> {
+    return this.write(fn, [environmentId]);
+  }
+
+  /** Bumps the environment's revision inside `tx`, notifies other replicas on commit, queues the engine update. */
   async bump(tx: StoreWriter, effects: Effects, environmentId: string): Promise<number> {
     const revision = await tx.bumpRevision(environmentId);
-    effects.push(() => {
+    await tx.notifyChange(environmentId, revision);
+    const apply = () => {
       if (this.engine.hasEnvironment(environmentId)) this.engine.setRevision(environmentId, revision);
       const env = this.environments.get(environmentId);
       if (env) env.revision = revision;
       this.notify(environmentId);
-    });
+    };
+    REVISION_EFFECT.add(apply);
+    effects.push(apply);
     return revision;
   }
 
@@ -75,39 +120,58 @@ export class Runtime {
     return out;
   }
 
+  /** Caches a new environment's metadata (its engine state is loaded by the caller). */
   cacheEnvironment(env: Environment): void {
     this.environments.set(env.id, { ...env });
   }
 
-  uncacheEnvironment(id: string): void {
+  /** Forgets an environment everywhere on this process. */
+  dropEnvironment(id: string): void {
     this.environments.delete(id);
+    this.engine.dropEnvironment(id);
+    this.notify(id);
   }
 
-  /** The environment as last committed, or NotFound. */
+  /** The loaded environment's metadata as last committed, or NotFound. */
   environment(id: string): Environment {
     const env = this.environments.get(id);
     if (!env) throw new NotFoundError("environment", id, "environment_id");
     return env;
   }
 
-  maybeEnvironment(id: string): Environment | undefined {
+  /**
+   * The environment with its engine state loaded (from storage on first use; environments stay warm
+   * afterwards), or undefined when it does not exist.
+   */
+  async ensureLoaded(id: string): Promise<Environment | undefined> {
+    const env = this.environments.get(id);
+    if (env && this.engine.hasEnvironment(id)) return env;
+    await this.reload(id);
     return this.environments.get(id);
   }
 
-  environmentsOfAccount(accountId: string): Environment[] {
-    return [...this.environments.values()].filter((e) => e.accountId === accountId);
-  }
-
-  environmentsOfApplication(applicationId: string): Environment[] {
-    return [...this.environments.values()].filter((e) => e.applicationId === applicationId);
+  /** Throws UNAVAILABLE when this replica cannot vouch that its in-memory state is current. */
+  assertFresh(): void {
+    if (!this.replicated) return;
+    const age = performance.now() - this.lastConfirmed;
+    if (age > this.replication.maxStalenessMs) {
+      throw new UnavailableError(
+        `this replica has not been able to confirm it is current for ${Math.round(age)} ms (storage unreachable?); retry later`,
+        "consistency.unconfirmed",
+      );
+    }
   }
 
   /**
    * Resolves once the environment's in-memory state is at `minRevision` or later; rejects with
-   * UNAVAILABLE after `limits.revisionWaitMs` or when `signal` aborts (the RPC deadline).
+   * UNAVAILABLE after `limits.revisionWaitMs` or when `signal` aborts (the RPC deadline). While
+   * behind it asks storage at once instead of waiting for the next notification or poll.
    */
   async awaitRevision(environmentId: string, minRevision: number, signal?: AbortSignal): Promise<void> {
-    if (minRevision <= 0 || this.engine.revision(environmentId) >= minRevision) return;
+    if (minRevision <= 0) return;
+    if (!this.engine.hasEnvironment(environmentId)) await this.ensureLoaded(environmentId);
+    if (this.engine.hasEnvironment(environmentId) && this.engine.revision(environmentId) >= minRevision) return;
+    if (this.replicated) void this.refresh([environmentId]).catch(() => undefined);
     await new Promise<void>((resolve, reject) => {
       let set = this.waiters.get(environmentId);
       if (!set) this.waiters.set(environmentId, (set = new Set()));
@@ -119,12 +183,15 @@ export class Runtime {
         else resolve();
       };
       const check = () => {
-        if (this.engine.revision(environmentId) >= minRevision) done();
+        if (!this.engine.hasEnvironment(environmentId)) {
+          // deleted: fail at once; merely unloaded (reloading): keep waiting
+          if (!this.environments.has(environmentId)) done(new NotFoundError("environment", environmentId, "environment_id"));
+        } else if (this.engine.revision(environmentId) >= minRevision) done();
       };
       const fail = () =>
         done(
           new UnavailableError(
-            `environment ${environmentId} is at revision ${this.engine.revision(environmentId)}, behind min_revision ${minRevision}; retry later`,
+            `environment ${environmentId} is at revision ${this.engine.hasEnvironment(environmentId) ? this.engine.revision(environmentId) : "?"}, behind min_revision ${minRevision}; retry later`,
             "consistency.behind",
           ),
         );
@@ -134,6 +201,135 @@ export class Runtime {
       set.add(check);
       if (signal?.aborted) fail();
     });
+  }
+
+  /** Starts following other replicas (PostgreSQL): LISTEN for notifications and poll revisions. */
+  async startReplication(): Promise<void> {
+    if (!this.replicated) return;
+    this.unsubscribe = await this.store.subscribe({
+      onChange: (n) => this.onChange(n),
+      onReconnect: () => {
+        this.logger.info({}, "change notifications reconnected: reloading every loaded environment");
+        void this.refresh([...this.environments.keys()], true).catch(() => undefined);
+      },
+      onDisconnect: (err) => this.logger.warn({ err: err.message }, "change notifications lost; polling continues, reconnecting"),
+    });
+    const tick = () => {
+      const started = performance.now();
+      this.refresh([...this.environments.keys()]).then(
+        () => {
+          this.lastConfirmed = started;
+        },
+        (err) => this.logger.warn({ err: (err as Error).message }, "revision poll failed"),
+      ).finally(() => {
+        if (this.pollTimer !== undefined) this.pollTimer = setTimeout(tick, this.replication.pollIntervalMs);
+      });
+    };
+    this.pollTimer = setTimeout(tick, this.replication.pollIntervalMs);
+  }
+
+  async stopReplication(): Promise<void> {
+    const t = this.pollTimer;
+    this.pollTimer = undefined;
+    if (t) clearTimeout(t);
+    await this.unsubscribe?.();
+    this.unsubscribe = undefined;
+  }
+
+  /**
+   * Compares the loaded environments with storage and reloads those behind (or all with `force`);
+   * drops those deleted elsewhere. Throws when storage cannot be read.
+   */
+  async refresh(ids: string[], force = false): Promise<void> {
+    if (ids.length === 0) {
+      await this.store.revisions([]);
+      return;
+    }
+    const current = await this.store.revisions(ids);
+    await Promise.all(
+      ids.map(async (id) => {
+        const rev = current.get(id);
+        if (rev === undefined) {
+          if (this.environments.has(id)) await this.exclusive(async () => this.dropEnvironment(id));
+        } else if (force || !this.engine.hasEnvironment(id) || this.engine.revision(id) < rev) {
+          await this.reload(id);
+        }
+      }),
+    );
+  }
+
+  private onChange(n: ChangeNotice): void {
+    if (!this.environments.has(n.environmentId)) return; // not loaded here: it loads fresh on first use
+    if (n.revision < 0) {
+      void this.exclusive(async () => this.dropEnvironment(n.environmentId));
+      return;
+    }
+    if (this.engine.hasEnvironment(n.environmentId) && this.engine.revision(n.environmentId) >= n.revision) return;
+    void this.reload(n.environmentId).catch((err) => this.logger.warn({ err: (err as Error).message, environment: n.environmentId }, "reload after notification failed"));
+  }
+
+  /** Reloads one environment from a consistent snapshot, coalescing concurrent requests. */
+  private reload(id: string): Promise<void> {
+    const pending = this.pendingReloads.get(id);
+    if (pending) return pending;
+    const p = this.exclusive(async () => {
+      await this.store.snapshot((reader) => this.loadFrom(reader, id));
+    }).finally(() => this.pendingReloads.delete(id));
+    this.pendingReloads.set(id, p);
+    return p;
+  }
+
+  /** Inside a write transaction: lock the environment's row, then catch up if another replica moved it on. */
+  private async lockAndCatchUp(tx: StoreWriter, id: string): Promise<void> {
+    const rev = await tx.lockEnvironment(id);
+    if (rev === undefined) {
+      this.dropEnvironment(id);
+      throw new NotFoundError("environment", id, "environment_id");
+    }
+    if (!this.engine.hasEnvironment(id) || this.engine.revision(id) < rev) await this.loadFrom(tx, id);
+  }
+
+  /**
+   * Loads the environment's whole state (and its account's identities and its application's
+   * memberships) from `reader`, replacing what the engine holds, unless the engine is already newer.
+   */
+  private async loadFrom(reader: StoreReader, id: string): Promise<void> {
+    const env = await reader.getEnvironment(id);
+    if (!env) {
+      if (this.environments.has(id)) this.dropEnvironment(id);
+      return;
+    }
+    if (this.engine.hasEnvironment(id) && this.engine.revision(id) >= env.revision && this.environments.has(id)) return;
+    const [nodes, permissions, roles, assignments, identities, memberships] = await Promise.all([
+      reader.listAllNodes(id),
+      reader.listAllPermissions(id),
+      reader.listAllRoles(id),
+      reader.listAllAssignments(id),
+      reader.listAllIdentities(env.accountId),
+      reader.listMembershipsOfApplication(env.applicationId),
+    ]);
+    for (const i of identities) this.engine.setIdentity(i.id, i.accountId, i.isActive);
+    this.engine.resetMemberships(env.applicationId, memberships);
+    this.engine.loadEnvironment({
+      id: env.id,
+      accountId: env.accountId,
+      applicationId: env.applicationId,
+      rootNodeId: env.rootNodeId,
+      revision: env.revision,
+      nodes,
+      permissionKeys: permissions.map((p) => p.key),
+      roles,
+      assignments,
+    });
+    this.environments.set(env.id, env);
+    this.notify(id);
+  }
+
+  /** Serializes `fn` with every write and reload of this process. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
   }
 
   private notify(environmentId: string): void {

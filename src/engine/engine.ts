@@ -129,6 +129,8 @@ export interface Engine {
   removeIdentity(identityId: string): void;
   /** null removes the membership */
   setMembership(applicationId: string, identityId: string, status: "active" | "inactive" | null): void;
+  /** Replaces every membership of the application (a reload from storage). */
+  resetMemberships(applicationId: string, entries: Iterable<{ identityId: string; status: "active" | "inactive" }>): void;
 
   /** Upserts and removes nodes, then rebuilds the closure once and swaps it in. */
   applyNodes(environmentId: string, change: { upsert?: TreeNode[]; remove?: string[] }): void;
@@ -241,6 +243,11 @@ export function createEngine(): Engine {
       m.set(identityId, status);
     },
 
+    resetMemberships(applicationId, entries) {
+      const m = new Map<string, "active" | "inactive">();
+      for (const e of entries) m.set(e.identityId, e.status);
+      memberships.set(applicationId, m);
+    },
     applyNodes(id, change) {
       const e = env(id);
       const next = new Map(e.nodes);

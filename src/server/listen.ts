@@ -5,6 +5,8 @@ import * as net from "node:net";
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** How long a new connection may take to send enough bytes to tell HTTP/2 from HTTP/1.1. */
+const SNIFF_TIMEOUT_MS = 10_000;
 
 /**
  * One TCP port for HTTP/2 cleartext (gRPC, Connect, gRPC-Web) and HTTP/1.1 (Connect, gRPC-Web,
@@ -25,6 +27,7 @@ export function createDualServer(handler: Handler): DualServer {
   h1.keepAliveTimeout = 65_000;
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sockets = new Set<net.Socket>();
+  let closing = false;
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
     sessions.add(s);
@@ -35,12 +38,20 @@ export function createDualServer(handler: Handler): DualServer {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
+    if (closing) {
+      socket.destroy();
+      return;
+    }
     let seen = Buffer.alloc(0);
+    // A connection that never sends enough to tell its protocol is dropped instead of held forever.
+    const sniffTimer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+    sniffTimer.unref();
     const onData = (chunk: Buffer) => {
       seen = Buffer.concat([seen, chunk]);
       const n = Math.min(seen.length, PREFACE.length);
       const isH2 = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
       if (isH2 && seen.length < PREFACE.length) return; // wait for the whole preface
+      clearTimeout(sniffTimer);
       socket.off("data", onData);
       socket.pause();
       socket.unshift(seen);
@@ -69,6 +80,7 @@ export function createDualServer(handler: Handler): DualServer {
       });
     },
     async close(graceMs = 10_000) {
+      closing = true;
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
       for (const s of sessions) s.close();
       h1.closeIdleConnections();

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { Canopy } from "../domain/canopy.js";
 import type { Logger } from "../domain/runtime.js";
 import { canopyRoutes } from "../api/routes.js";
-import { authInterceptor, errorInterceptor } from "../api/interceptors.js";
+import { authInterceptor, consistencyInterceptor, errorInterceptor } from "../api/interceptors.js";
 import { createDualServer } from "./listen.js";
 
 export interface CanopyServer {
@@ -14,12 +14,13 @@ export interface CanopyServer {
 
 /**
  * The Connect server: every Canopy service on one port, speaking gRPC, gRPC-Web and Connect over
- * HTTP/2 cleartext and HTTP/1.1. Interceptors run in a fixed order: errors (outermost) → auth.
+ * HTTP/2 cleartext and HTTP/1.1. Interceptors run in a fixed order: errors (outermost) → auth →
+ * consistency (min_revision).
  */
 export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number }): CanopyServer {
   const handler = connectNodeAdapter({
     routes: canopyRoutes(deps.canopy),
-    interceptors: [errorInterceptor(deps.logger), authInterceptor(deps.canopy)],
+    interceptors: [errorInterceptor(deps.logger), authInterceptor(deps.canopy), consistencyInterceptor(deps.canopy)],
     readMaxBytes: deps.maxRequestBytes,
     grpc: true,
     grpcWeb: true,

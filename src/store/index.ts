@@ -1,9 +1,11 @@
 import { fileURLToPath } from "node:url";
 import { createSqliteStore } from "./sqlite.js";
+import { createPostgresStore } from "./postgres.js";
 import type { Store } from "./store.js";
 
 export { createKyselyStore, mapStoreError } from "./kysely-store.js";
 export { createSqliteStore, openSqliteDatabase } from "./sqlite.js";
+export { createPostgresStore } from "./postgres.js";
 export { migrateToLatest, migrations } from "./migrations.js";
 export * from "./store.js";
 
@@ -12,14 +14,22 @@ export * from "./store.js";
  * `sqlite:<path>`, `sqlite://<path>`, `file:<path>`, `file:///abs/path`, or a bare path ending in
  * `.db`, `.sqlite` or `.sqlite3`; `sqlite::memory:` for a throwaway database.
  */
-export async function createStore(databaseUrl: string): Promise<Store> {
+export async function createStore(databaseUrl: string, opts: { poolSize?: number; onPoolError?: (err: Error) => void } = {}): Promise<Store> {
+  if (isPostgresUrl(databaseUrl)) {
+    return createPostgresStore({ connectionString: databaseUrl.trim(), maxConnections: opts.poolSize, onPoolError: opts.onPoolError });
+  }
   return createSqliteStore({ filename: sqliteFilename(databaseUrl) });
+}
+
+/** `postgres://` or `postgresql://` */
+export function isPostgresUrl(databaseUrl: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(databaseUrl.trim());
 }
 
 /** The SQLite file a database URL names; throws for anything else. */
 export function sqliteFilename(databaseUrl: string): string {
   const url = databaseUrl.trim();
-  if (/^postgres(ql)?:\/\//i.test(url)) throw new Error("PostgreSQL support lands in the next release");
+  if (isPostgresUrl(url)) throw new Error("a PostgreSQL URL names no SQLite file");
   let filename: string | undefined;
   if (/^sqlite:/i.test(url)) filename = url.slice("sqlite:".length).replace(/^\/\//, "");
   else if (/^file:\/\//i.test(url)) filename = fileURLToPath(url);

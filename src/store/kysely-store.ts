@@ -1,4 +1,4 @@
-import type { Kysely, Selectable, Updateable } from "kysely";
+import { sql, type Kysely, type Selectable, type Updateable } from "kysely";
 import type {
   Account,
   AccessModel,
@@ -17,6 +17,7 @@ import type {
   Role,
 } from "../domain/model.js";
 import { migrateToLatest } from "./migrations.js";
+import type { ChangeSubscriber } from "./store.js";
 import type {
   ApiKeysTable,
   AppMembershipsTable,
@@ -47,18 +48,47 @@ import {
  * Inside `transaction`, read through the writer it passes: on SQLite there is one connection, so a
  * read through `reader` (or a nested `transaction`) waits for the open transaction and deadlocks.
  */
-export function createKyselyStore(db: Kysely<Database>, dialect: "sqlite" | "postgres"): Store {
+export function createKyselyStore(
+  db: Kysely<Database>,
+  dialect: "sqlite" | "postgres",
+  subscribe: (subscriber: ChangeSubscriber) => Promise<(() => Promise<void>) | undefined> = async () => undefined,
+): Store {
   const reader = guard(readerOf(db));
   return Object.freeze({
     dialect,
     reader,
     async transaction<T>(fn: (tx: StoreWriter) => Promise<T>): Promise<T> {
       try {
-        return await db.transaction().execute((trx) => fn(guard(writerOf(trx))));
+        return await db.transaction().execute((trx) => fn(guard(writerOf(trx, dialect))));
       } catch (err) {
         throw mapStoreError(err);
       }
     },
+    async snapshot<T>(fn: (r: StoreReader) => Promise<T>): Promise<T> {
+      try {
+        if (dialect === "sqlite") return await db.transaction().execute((trx) => fn(guard(readerOf(trx))));
+        return await db
+          .transaction()
+          .setIsolationLevel("repeatable read")
+          .setAccessMode("read only")
+          .execute((trx) => fn(guard(readerOf(trx))));
+      } catch (err) {
+        throw mapStoreError(err);
+      }
+    },
+    async revisions(environmentIds: string[]): Promise<Map<string, number>> {
+      const out = new Map<string, number>();
+      try {
+        for (const chunk of chunked(unique(environmentIds))) {
+          const rows = await db.selectFrom("environments").select(["id", "revision"]).where("id", "in", chunk).execute();
+          for (const r of rows) out.set(r.id, Number(r.revision));
+        }
+      } catch (err) {
+        throw mapStoreError(err);
+      }
+      return out;
+    },
+    subscribe,
     async migrate() {
       try {
         await migrateToLatest(db);
@@ -71,6 +101,12 @@ export function createKyselyStore(db: Kysely<Database>, dialect: "sqlite" | "pos
     },
   });
 }
+
+/** PostgreSQL NOTIFY channel carrying "<environment id> <revision>" for every committed write. */
+export const CHANGE_CHANNEL = "canopy_changes";
+
+/** Advisory lock key taken while an empty database is initialised ("canopy" in ASCII). */
+const BOOTSTRAP_LOCK = 0x63616e6f7079;
 
 /** Largest `IN (...)` list or multi-row insert sent in one statement. */
 const CHUNK = 500;
@@ -678,7 +714,7 @@ function readerOf(db: Kysely<Database>): StoreReader {
 
 // ---- writes --------------------------------------------------------------------------------
 
-function writerOf(db: Kysely<Database>): StoreWriter {
+function writerOf(db: Kysely<Database>, dialect: "sqlite" | "postgres"): StoreWriter {
   async function linkPermissions(roleId: string, permissionIds: string[]): Promise<void> {
     for (const chunk of chunked(unique(permissionIds))) {
       await db
@@ -987,6 +1023,20 @@ function writerOf(db: Kysely<Database>): StoreWriter {
         for (const r of rows) deleted.push(toAssignment(r));
       }
       return byId(deleted);
+    },
+
+    async lockEnvironment(environmentId) {
+      let q = db.selectFrom("environments").select("revision").where("id", "=", environmentId);
+      if (dialect === "postgres") q = q.forUpdate();
+      const r = await q.executeTakeFirst();
+      return r === undefined ? undefined : Number(r.revision);
+    },
+    async lockBootstrap() {
+      if (dialect === "postgres") await sql`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`.execute(db);
+    },
+    async notifyChange(environmentId, revision) {
+      if (dialect !== "postgres") return;
+      await sql`select pg_notify(${CHANGE_CHANNEL}, ${`${environmentId} ${revision}`})`.execute(db);
     },
 
     async putIdempotencyRecord(r) {

@@ -228,6 +228,11 @@ const provider: MigrationProvider = { getMigrations: async () => ({ ...migration
 
 /** Applies every pending migration; throws the first migration error. */
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {
-  const { error } = await new Migrator({ db, provider }).migrateToLatest();
+  // On PostgreSQL the migration bookkeeping lives in the connection's own schema (search_path):
+  // Kysely otherwise looks for its tables across every schema and may find another tenant's.
+  const migrationTableSchema = isPostgres(db)
+    ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0].schema
+    : undefined;
+  const { error } = await new Migrator({ db, provider, migrationTableSchema }).migrateToLatest();
   if (error) throw error;
 }

@@ -212,6 +212,17 @@ export interface StoreWriter extends StoreReader {
   /** deletes the identity's assignments in the given environments; returns them */
   deleteAssignmentsOfIdentity(identityId: string, environmentIds: string[]): Promise<Assignment[]>;
 
+  /**
+   * Takes the environment's write lock for the rest of the transaction (PostgreSQL: a row lock on the
+   * environment, so writers on every replica queue up; SQLite: already single-writer) and returns the
+   * environment's committed revision, or undefined when it no longer exists.
+   */
+  lockEnvironment(environmentId: string): Promise<number | undefined>;
+  /** Serializes first-start bootstrap across processes (PostgreSQL advisory lock; SQLite: no-op). */
+  lockBootstrap(): Promise<void>;
+  /** Tells other replicas, when this transaction commits, that the environment reached `revision` (-1 = deleted). */
+  notifyChange(environmentId: string, revision: number): Promise<void>;
+
   putIdempotencyRecord(r: IdempotencyRecord): Promise<void>;
   deleteIdempotencyRecordsBefore(createdBefore: number): Promise<number>;
 }
@@ -232,11 +243,36 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** A change another replica committed, as carried by a notification. */
+export interface ChangeNotice {
+  environmentId: string;
+  /** the environment's revision after the change; -1 = the environment was deleted */
+  revision: number;
+}
+
+/** Receives other replicas' changes (PostgreSQL LISTEN). */
+export interface ChangeSubscriber {
+  onChange(notice: ChangeNotice): void;
+  /** the listening connection (re)connected: notifications may have been missed meanwhile */
+  onReconnect(): void;
+  /** the listening connection was lost; it is retried with backoff */
+  onDisconnect(err: Error): void;
+}
+
 export interface Store {
   readonly dialect: "sqlite" | "postgres";
   readonly reader: StoreReader;
   /** Runs `fn` in one transaction; commits when it resolves (durably: fsync'd), rolls back when it throws. */
   transaction<T>(fn: (tx: StoreWriter) => Promise<T>): Promise<T>;
+  /** Runs `fn` on one consistent snapshot (PostgreSQL: REPEATABLE READ, read-only). */
+  snapshot<T>(fn: (reader: StoreReader) => Promise<T>): Promise<T>;
+  /** Current revision of each listed environment that exists. */
+  revisions(environmentIds: string[]): Promise<Map<string, number>>;
+  /**
+   * Subscribes to changes committed by other processes; returns an unsubscribe function. SQLite
+   * serves one process and returns undefined (nothing to listen to).
+   */
+  subscribe(subscriber: ChangeSubscriber): Promise<(() => Promise<void>) | undefined>;
   /** Applies pending code-defined migrations. */
   migrate(): Promise<void>;
   close(): Promise<void>;

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { newId } from "../../src/domain/ids.js";
-import { createStore, sqliteFilename } from "../../src/store/index.js";
+import { createStore, isPostgresUrl, sqliteFilename } from "../../src/store/index.js";
 import { createSqliteStore, openSqliteDatabase } from "../../src/store/sqlite.js";
 import { StoreConflictError } from "../../src/store/store.js";
 import { describeStoreConformance } from "./store.conformance.js";
@@ -100,9 +100,11 @@ describe("createStore", () => {
     expect(sqliteFilename("/srv/canopy.sqlite3")).toBe("/srv/canopy.sqlite3");
   });
 
-  it("refuses PostgreSQL for now and unknown schemes without echoing credentials", async () => {
-    await expect(createStore("postgres://u:secret@db/canopy")).rejects.toThrow("PostgreSQL support lands in the next release");
-    await expect(createStore("postgresql://db/canopy")).rejects.toThrow("PostgreSQL support lands in the next release");
+  it("routes PostgreSQL URLs away from SQLite and refuses unknown schemes without echoing credentials", async () => {
+    expect(isPostgresUrl("postgres://u:secret@db/canopy")).toBe(true);
+    expect(isPostgresUrl("postgresql://db/canopy")).toBe(true);
+    expect(isPostgresUrl("sqlite:./data/canopy.db")).toBe(false);
+    expect(() => sqliteFilename("postgres://u:secret@db/canopy")).toThrow("names no SQLite file");
     const err = (await createStore("mysql://root:hunter2@db/canopy").catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(Error);
     expect(err.message).toContain('"mysql:"');

@@ -9,6 +9,7 @@ import { startApp, type App } from "../../src/app.js";
 import { createManualClock } from "../../src/domain/clock.js";
 import type { Limits } from "../../src/domain/limits.js";
 import { AdminService } from "../../src/gen/canopy/v1/admin_pb.js";
+import { freshSchema, usePostgres } from "../support/postgres.js";
 import { AssignmentService } from "../../src/gen/canopy/v1/assignment_pb.js";
 import { CatalogService } from "../../src/gen/canopy/v1/catalog_pb.js";
 import { CheckService } from "../../src/gen/canopy/v1/check_pb.js";
@@ -29,6 +30,17 @@ export interface Clients {
   admin: Client<typeof AdminService>;
 }
 
+/** The backend this run of the e2e suite uses (vitest project e2e-sqlite / e2e-postgres). */
+export const BACKEND: "sqlite" | "postgres" = process.env.CANOPY_TEST_BACKEND === "postgres" ? "postgres" : "sqlite";
+
+/**
+ * Whether this e2e run can execute: always for SQLite; for PostgreSQL when the server is reachable
+ * (under CI=true an unreachable server throws instead). Use: `describe.skipIf(!(await backendReady()))`.
+ */
+export async function backendReady(): Promise<boolean> {
+  return BACKEND === "sqlite" || (await usePostgres());
+}
+
 export type Protocol = "connect-h1" | "connect-h2" | "grpc" | "grpc-web";
 
 export interface TestServer {
@@ -36,8 +48,13 @@ export interface TestServer {
   /** base URL, e.g. http://127.0.0.1:54321 */
   url: string;
   port: number;
-  /** the SQLite file behind the server */
+  backend: "sqlite" | "postgres";
+  /** the SQLite file behind the server ("" on PostgreSQL) */
   databaseFile: string;
+  /** CANOPY_DATABASE_URL of the server (on PostgreSQL its search_path names a schema of its own) */
+  databaseUrl: string;
+  /** PostgreSQL: the schema holding this server's tables ("" on SQLite) */
+  schema: string;
   adminKey: string;
   /** key of the bootstrap "development" environment */
   devKey: string;
@@ -48,13 +65,15 @@ export interface TestServer {
 }
 
 /**
- * Starts a real Canopy server on 127.0.0.1 port 0 over a fresh SQLite file in a temp dir, with a
- * manual clock at T0. Every e2e test talks to it through real clients over real sockets.
+ * Starts a real Canopy server on 127.0.0.1 port 0 over a fresh database (a SQLite file in a temp dir,
+ * or a new PostgreSQL schema, by BACKEND), with a manual clock at T0. Every e2e test talks to it through real clients over real sockets.
  */
 export async function startTestServer(opts: { limits?: Partial<Limits>; env?: Record<string, string> } = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "canopy-e2e-"));
-  const databaseFile = join(dir, "canopy.db");
-  const base = loadConfig({ CANOPY_PORT: "0", CANOPY_DATABASE_URL: `sqlite:${databaseFile}`, ...opts.env });
+  const pg = BACKEND === "postgres" ? await freshSchema("e2e") : undefined;
+  const databaseFile = pg ? "" : join(dir, "canopy.db");
+  const databaseUrl = pg ? pg.url : `sqlite:${databaseFile}`;
+  const base = loadConfig({ CANOPY_PORT: "0", CANOPY_DATABASE_URL: databaseUrl, CANOPY_DATABASE_POOL_SIZE: "4", ...opts.env });
   const config = { ...base, limits: { ...base.limits, ...opts.limits } };
   const clock = createManualClock(T0);
   const app = await startApp(config, { clock, logger: silent });
@@ -82,7 +101,10 @@ export async function startTestServer(opts: { limits?: Partial<Limits>; env?: Re
     app,
     url: app.url,
     port: app.port,
+    backend: BACKEND,
     databaseFile,
+    databaseUrl,
+    schema: pg?.schema ?? "",
     adminKey: app.bootstrap.adminKey,
     devKey: app.bootstrap.developmentKey,
     clock,
@@ -101,6 +123,7 @@ export async function startTestServer(opts: { limits?: Partial<Limits>; env?: Re
     async close() {
       await app.close();
       rmSync(dir, { recursive: true, force: true });
+      await pg?.drop();
     },
   };
 }

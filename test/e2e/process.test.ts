@@ -5,6 +5,8 @@ import { join, resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, describe, expect, it } from "vitest";
+import { backendReady, BACKEND } from "./harness.js";
+import { freshSchema } from "../support/postgres.js";
 import { AssignmentService } from "../../src/gen/canopy/v1/assignment_pb.js";
 import { CatalogService } from "../../src/gen/canopy/v1/catalog_pb.js";
 import { CheckService } from "../../src/gen/canopy/v1/check_pb.js";
@@ -15,11 +17,38 @@ import { AdminService } from "../../src/gen/canopy/v1/admin_pb.js";
 /**
  * The real entry point (`node dist/src/main.js`, built by `npm test`'s pretest) as a child process:
  * first-start bootstrap output, CANOPY_ADMIN_KEY, and durability across SIGKILL right after replies.
+ * Runs on the current BACKEND: a SQLite file in a temp dir, or a fresh PostgreSQL schema per database.
  */
+
+/** False on a PostgreSQL run whose server is down (locally: skip; under CI=true backendReady throws). */
+const ready = await backendReady();
 
 const MAIN = resolve(__dirname, "../../dist/src/main.js");
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const schemas: Array<() => Promise<void>> = [];
+const children = new Set<ChildProcess>();
+afterAll(async () => {
+  // a failed test may leave a server running: stop it before its database goes away
+  await Promise.all([...children].map((child) => kill9({ child, url: "", stdout: "" })));
+  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
+  for (const drop of schemas) await drop();
+});
+
+/**
+ * A new, empty database for the backend under test, as a CANOPY_DATABASE_URL. On SQLite a file
+ * `path` (relative, may name directories that do not exist yet) in a new temp dir; on PostgreSQL a
+ * new schema of the test database (dropped after the file).
+ */
+async function freshDatabase(path = "c.db"): Promise<string> {
+  if (BACKEND === "postgres") {
+    const pg = await freshSchema("proc");
+    schemas.push(pg.drop);
+    return pg.url;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "canopy-proc-"));
+  dirs.push(dir);
+  return `sqlite:${join(dir, path)}`;
+}
 
 interface Running {
   child: ChildProcess;
@@ -27,12 +56,14 @@ interface Running {
   stdout: string;
 }
 
-function start(dbFile: string, env: Record<string, string> = {}): Promise<Running> {
+function start(databaseUrl: string, env: Record<string, string> = {}): Promise<Running> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [MAIN], {
-      env: { ...process.env, CANOPY_PORT: "0", CANOPY_DATABASE_URL: `sqlite:${dbFile}`, CANOPY_LOG_LEVEL: "info", ...env },
+      env: { ...process.env, CANOPY_PORT: "0", CANOPY_DATABASE_URL: databaseUrl, CANOPY_DATABASE_POOL_SIZE: "4", CANOPY_LOG_LEVEL: "info", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
+    children.add(child);
+    child.on("exit", () => children.delete(child));
     let stdout = "";
     let stderr = "";
     const timer = setTimeout(() => reject(new Error(`server did not start: ${stdout}${stderr}`)), 30_000);
@@ -52,6 +83,8 @@ function start(dbFile: string, env: Record<string, string> = {}): Promise<Runnin
 function kill9(r: Running): Promise<void> {
   return new Promise((done) => {
     r.child.removeAllListeners("exit");
+    children.delete(r.child);
+    if (r.child.exitCode !== null || r.child.signalCode !== null) return done();
     r.child.on("exit", () => done());
     r.child.kill("SIGKILL");
   });
@@ -73,11 +106,9 @@ function clients(url: string, key: string) {
   };
 }
 
-describe("canopy process", () => {
+describe.skipIf(!ready)(`canopy process (${BACKEND})`, () => {
   it("prints a generated admin key and a development key once, on the first start only", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "canopy-proc-"));
-    dirs.push(dir);
-    const db = join(dir, "data", "canopy.db");
+    const db = await freshDatabase(join("data", "canopy.db"));
     const first = await start(db);
     const admin = /admin key \(generated\):\s+(cnpy_\S+)/.exec(first.stdout)?.[1];
     const dev = /development environment key:\s+(cnpy_\S+)/.exec(first.stdout)?.[1];
@@ -98,10 +129,8 @@ describe("canopy process", () => {
   });
 
   it("takes CANOPY_ADMIN_KEY as the admin key of an empty database and does not print it", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "canopy-proc-"));
-    dirs.push(dir);
     const key = "cnpy_" + "k".repeat(40);
-    const r = await start(join(dir, "c.db"), { CANOPY_ADMIN_KEY: key });
+    const r = await start(await freshDatabase(), { CANOPY_ADMIN_KEY: key });
     expect(r.stdout).toContain("taken from CANOPY_ADMIN_KEY");
     expect(r.stdout).not.toContain(key);
     const apps = await clients(r.url, key).admin.listApplications({});
@@ -110,9 +139,7 @@ describe("canopy process", () => {
   });
 
   it("keeps every acknowledged write after SIGKILL right after the reply", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "canopy-proc-"));
-    dirs.push(dir);
-    const db = join(dir, "c.db");
+    const db = await freshDatabase();
     const adminKey = "cnpy_" + "d".repeat(40);
     const r1 = await start(db, { CANOPY_ADMIN_KEY: adminKey });
     const dev = /development environment key:\s+(cnpy_\S+)/.exec(r1.stdout)![1];
