@@ -4,6 +4,9 @@ import { CHANGE_CHANNEL, createKyselyStore } from "./kysely-store.js";
 import type { Database } from "./schema.js";
 import type { ChangeSubscriber, Store } from "./store.js";
 
+/** application_name of the dedicated LISTEN connection (pool connections are "canopy"). */
+export const LISTEN_APPLICATION_NAME = "canopy-listen";
+
 /** Where the PostgreSQL database lives. */
 export interface PostgresStoreOptions {
   /** postgres://user:pass@host:port/db — `?options=-c search_path=...` selects a schema */
@@ -25,6 +28,7 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     max: opts.maxConnections ?? 10,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    application_name: "canopy",
   });
   pool.on("error", (err) => opts.onPoolError?.(err));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
@@ -52,7 +56,8 @@ async function listen(connectionString: string, subscriber: ChangeSubscriber): P
 
   const connect = async (first: boolean): Promise<void> => {
     if (stopped) return;
-    const c = new pg.Client({ connectionString, connectionTimeoutMillis: 5_000, keepAlive: true });
+    // a name of its own, so operators (and tests) can tell the LISTEN connection in pg_stat_activity
+    const c = new pg.Client({ connectionString, connectionTimeoutMillis: 5_000, keepAlive: true, application_name: LISTEN_APPLICATION_NAME });
     let failed = false;
     const fail = (err: Error) => {
       if (failed) return;

@@ -73,6 +73,8 @@ describe.skipIf(!ready)("bad input leaves stored data exactly as it was", () => 
   let s: TestServer;
   let dev: Clients;
   let admin: Clients;
+  /** the admin key acting in the dev environment (canopy-environment header): account- and application-wide identity writes */
+  let adminDev: Clients;
   /** the dev environment over the gRPC protocol (binary, lets out-of-range timestamps and enums through) */
   let grpc: Clients;
   const f = {
@@ -105,6 +107,7 @@ describe.skipIf(!ready)("bad input leaves stored data exactly as it was", () => 
     const envs = (await admin.admin.listEnvironments({})).environments;
     const devEnv = envs.find((e) => e.name === "development")!;
     f.devEnvId = devEnv.id;
+    adminDev = s.clients(s.adminKey, { environment: f.devEnvId });
     f.prodEnvId = envs.find((e) => e.name === "production")!.id;
     f.appId = devEnv.applicationId;
     f.otherAppId = (await admin.admin.createApplication({ name: "other" })).application!.id;
@@ -125,7 +128,8 @@ describe.skipIf(!ready)("bad input leaves stored data exactly as it was", () => 
     f.alice = (await dev.identities.createIdentity({ identity: { email: "alice@example.com", externalId: "ext-alice" } })).identity!.id;
     f.bob = (await dev.identities.createIdentity({ identity: { email: "bob@example.com" } })).identity!.id;
     f.carol = (await dev.identities.createIdentity({ identity: { email: "carol@example.com" } })).identity!.id;
-    await dev.identities.deactivateIdentity({ id: f.carol });
+    // deactivation is account-wide: environment keys may not, the admin key may
+    await adminDev.identities.deactivateIdentity({ id: f.carol });
     f.dave = (await dev.identities.createIdentity({ identity: { email: "dave@example.com" }, skipMembership: true })).identity!.id;
 
     f.aliceViewerOrg = (await dev.assignments.createAssignment({ assignment: { identityId: f.alice, roleId: f.viewerId, nodeId: f.orgId } })).assignment!.id;
@@ -248,34 +252,41 @@ describe.skipIf(!ready)("bad input leaves stored data exactly as it was", () => 
     { name: "CreateIdentity: external_id taken", call: () => dev.identities.createIdentity({ identity: { email: "new@example.com", externalId: "ext-alice" } }), code: Code.AlreadyExists, field: "identity.external_id", mentions: ["ext-alice"] },
     // BatchCreateIdentities (whole-request errors)
     { name: "BatchCreateIdentities: over the limit", call: () => dev.identities.batchCreateIdentities({ identities: Array.from({ length: 6 }, (_, i) => ({ email: `batch${i}@example.com` })) }), code: Code.ResourceExhausted, field: "identities" },
+    // GetIdentity / ListAppMemberships: to an environment key an identity outside its application does not exist
+    { name: "GetIdentity: identity without a membership in the key's application (environment key)", call: () => dev.identities.getIdentity({ id: f.dave }), code: Code.NotFound, field: "id", mentions: [() => f.dave] },
+    { name: "ListAppMemberships: identity without a membership in the key's application (environment key)", call: () => dev.identities.listAppMemberships({ identityId: f.dave }), code: Code.NotFound, field: "identity_id", mentions: [() => f.dave] },
+    // UpdateIdentity / ActivateIdentity / DeactivateIdentity / *AppMembership are admin-key calls (environment keys: see below)
     // UpdateIdentity
-    { name: "UpdateIdentity: missing id", call: () => dev.identities.updateIdentity({ displayName: "x" }), code: Code.InvalidArgument, field: "id" },
-    { name: "UpdateIdentity: unknown id", call: () => dev.identities.updateIdentity({ id: UNKNOWN, displayName: "x" }), code: Code.NotFound, field: "id", mentions: [UNKNOWN] },
-    { name: "UpdateIdentity: identity without a membership in the key's application", call: () => dev.identities.updateIdentity({ id: f.dave, displayName: "x" }), code: Code.NotFound, field: "id", mentions: [() => f.dave] },
-    { name: "UpdateIdentity: empty email", call: () => dev.identities.updateIdentity({ id: f.bob, email: "" }), code: Code.InvalidArgument, field: "email" },
-    { name: "UpdateIdentity: malformed email", call: () => dev.identities.updateIdentity({ id: f.bob, email: "bob-at-example" }), code: Code.InvalidArgument, field: "email" },
-    { name: "UpdateIdentity: email taken", call: () => dev.identities.updateIdentity({ id: f.bob, email: "alice@example.com" }), code: Code.AlreadyExists, field: "email", mentions: ["alice@example.com"] },
-    { name: "UpdateIdentity: display name too long", call: () => dev.identities.updateIdentity({ id: f.bob, displayName: "n".repeat(201) }), code: Code.InvalidArgument, field: "display_name" },
+    { name: "UpdateIdentity: missing id", call: () => adminDev.identities.updateIdentity({ displayName: "x" }), code: Code.InvalidArgument, field: "id" },
+    { name: "UpdateIdentity: unknown id", call: () => adminDev.identities.updateIdentity({ id: UNKNOWN, displayName: "x" }), code: Code.NotFound, field: "id", mentions: [UNKNOWN] },
+    { name: "UpdateIdentity: unknown id, admin key without environment", call: () => admin.identities.updateIdentity({ id: UNKNOWN, displayName: "x" }), code: Code.NotFound, field: "id", mentions: [UNKNOWN] },
+    { name: "UpdateIdentity: empty email", call: () => adminDev.identities.updateIdentity({ id: f.bob, email: "" }), code: Code.InvalidArgument, field: "email" },
+    { name: "UpdateIdentity: malformed email", call: () => adminDev.identities.updateIdentity({ id: f.bob, email: "bob-at-example" }), code: Code.InvalidArgument, field: "email" },
+    { name: "UpdateIdentity: email taken", call: () => adminDev.identities.updateIdentity({ id: f.bob, email: "alice@example.com" }), code: Code.AlreadyExists, field: "email", mentions: ["alice@example.com"] },
+    { name: "UpdateIdentity: external_id taken", call: () => adminDev.identities.updateIdentity({ id: f.bob, externalId: "ext-alice" }), code: Code.AlreadyExists, field: "external_id", mentions: ["ext-alice"] },
+    { name: "UpdateIdentity: display name too long", call: () => adminDev.identities.updateIdentity({ id: f.bob, displayName: "n".repeat(201) }), code: Code.InvalidArgument, field: "display_name" },
     // ActivateIdentity / DeactivateIdentity
-    { name: "ActivateIdentity: missing id", call: () => dev.identities.activateIdentity({}), code: Code.InvalidArgument, field: "id" },
-    { name: "ActivateIdentity: unknown id", call: () => dev.identities.activateIdentity({ id: UNKNOWN }), code: Code.NotFound, field: "id", mentions: [UNKNOWN] },
-    { name: "DeactivateIdentity: unknown id", call: () => dev.identities.deactivateIdentity({ id: UNKNOWN }), code: Code.NotFound, field: "id", mentions: [UNKNOWN] },
-    { name: "DeactivateIdentity: id too long", call: () => dev.identities.deactivateIdentity({ id: TOO_LONG_ID }), code: Code.InvalidArgument, field: "id" },
+    { name: "ActivateIdentity: missing id", call: () => adminDev.identities.activateIdentity({}), code: Code.InvalidArgument, field: "id" },
+    { name: "ActivateIdentity: unknown id", call: () => adminDev.identities.activateIdentity({ id: UNKNOWN }), code: Code.NotFound, field: "id", mentions: [UNKNOWN] },
+    { name: "DeactivateIdentity: unknown id", call: () => adminDev.identities.deactivateIdentity({ id: UNKNOWN }), code: Code.NotFound, field: "id", mentions: [UNKNOWN] },
+    { name: "DeactivateIdentity: unknown id, admin key without environment", call: () => admin.identities.deactivateIdentity({ id: UNKNOWN }), code: Code.NotFound, field: "id", mentions: [UNKNOWN] },
+    { name: "DeactivateIdentity: id too long", call: () => adminDev.identities.deactivateIdentity({ id: TOO_LONG_ID }), code: Code.InvalidArgument, field: "id" },
     // AddAppMembership
-    { name: "AddAppMembership: missing identity_id", call: () => dev.identities.addAppMembership({}), code: Code.InvalidArgument, field: "identity_id" },
-    { name: "AddAppMembership: unknown identity", call: () => dev.identities.addAppMembership({ identityId: UNKNOWN }), code: Code.NotFound, field: "identity_id", mentions: [UNKNOWN] },
-    { name: "AddAppMembership: membership exists", call: () => dev.identities.addAppMembership({ identityId: f.alice }), code: Code.AlreadyExists, field: "identity_id", mentions: [() => f.alice] },
-    { name: "AddAppMembership: environment key naming another application", call: () => dev.identities.addAppMembership({ identityId: f.dave, applicationId: f.otherAppId }), code: Code.PermissionDenied },
+    { name: "AddAppMembership: missing identity_id", call: () => adminDev.identities.addAppMembership({}), code: Code.InvalidArgument, field: "identity_id" },
+    { name: "AddAppMembership: unknown identity", call: () => adminDev.identities.addAppMembership({ identityId: UNKNOWN }), code: Code.NotFound, field: "identity_id", mentions: [UNKNOWN] },
+    { name: "AddAppMembership: membership exists", call: () => adminDev.identities.addAppMembership({ identityId: f.alice }), code: Code.AlreadyExists, field: "identity_id", mentions: [() => f.alice] },
     { name: "AddAppMembership: admin key, unknown application", call: () => admin.identities.addAppMembership({ identityId: f.dave, applicationId: UNKNOWN }), code: Code.NotFound, field: "application_id", mentions: [UNKNOWN] },
+    { name: "AddAppMembership: admin key without environment nor application", call: () => admin.identities.addAppMembership({ identityId: f.dave }), code: Code.InvalidArgument, field: "application_id" },
     // SetAppMembershipStatus
-    { name: "SetAppMembershipStatus: unspecified status", call: () => dev.identities.setAppMembershipStatus({ identityId: f.alice, status: MembershipStatus.UNSPECIFIED }), code: Code.InvalidArgument, field: "status" },
-    { name: "SetAppMembershipStatus: missing identity_id", call: () => dev.identities.setAppMembershipStatus({ status: MembershipStatus.INACTIVE }), code: Code.InvalidArgument, field: "identity_id" },
-    { name: "SetAppMembershipStatus: unknown identity", call: () => dev.identities.setAppMembershipStatus({ identityId: UNKNOWN, status: MembershipStatus.INACTIVE }), code: Code.NotFound, field: "identity_id", mentions: [UNKNOWN] },
-    { name: "SetAppMembershipStatus: no such membership", call: () => dev.identities.setAppMembershipStatus({ identityId: f.dave, status: MembershipStatus.INACTIVE }), code: Code.NotFound, mentions: [() => f.dave] },
+    { name: "SetAppMembershipStatus: unspecified status", call: () => adminDev.identities.setAppMembershipStatus({ identityId: f.alice, status: MembershipStatus.UNSPECIFIED }), code: Code.InvalidArgument, field: "status" },
+    { name: "SetAppMembershipStatus: missing identity_id", call: () => adminDev.identities.setAppMembershipStatus({ status: MembershipStatus.INACTIVE }), code: Code.InvalidArgument, field: "identity_id" },
+    { name: "SetAppMembershipStatus: unknown identity", call: () => adminDev.identities.setAppMembershipStatus({ identityId: UNKNOWN, status: MembershipStatus.INACTIVE }), code: Code.NotFound, field: "identity_id", mentions: [UNKNOWN] },
+    { name: "SetAppMembershipStatus: no such membership", call: () => adminDev.identities.setAppMembershipStatus({ identityId: f.dave, status: MembershipStatus.INACTIVE }), code: Code.NotFound, mentions: [() => f.dave] },
+    { name: "SetAppMembershipStatus: admin key without environment nor application", call: () => admin.identities.setAppMembershipStatus({ identityId: f.alice, status: MembershipStatus.INACTIVE }), code: Code.InvalidArgument, field: "application_id" },
     // RemoveAppMembership
-    { name: "RemoveAppMembership: missing identity_id", call: () => dev.identities.removeAppMembership({}), code: Code.InvalidArgument, field: "identity_id" },
-    { name: "RemoveAppMembership: unknown identity", call: () => dev.identities.removeAppMembership({ identityId: UNKNOWN }), code: Code.NotFound, field: "identity_id", mentions: [UNKNOWN] },
-    { name: "RemoveAppMembership: no such membership", call: () => dev.identities.removeAppMembership({ identityId: f.dave }), code: Code.NotFound, mentions: [() => f.dave] },
+    { name: "RemoveAppMembership: missing identity_id", call: () => adminDev.identities.removeAppMembership({}), code: Code.InvalidArgument, field: "identity_id" },
+    { name: "RemoveAppMembership: unknown identity", call: () => adminDev.identities.removeAppMembership({ identityId: UNKNOWN }), code: Code.NotFound, field: "identity_id", mentions: [UNKNOWN] },
+    { name: "RemoveAppMembership: no such membership", call: () => adminDev.identities.removeAppMembership({ identityId: f.dave }), code: Code.NotFound, mentions: [() => f.dave] },
     { name: "RemoveAppMembership: admin key without application", call: () => admin.identities.removeAppMembership({ identityId: f.alice }), code: Code.InvalidArgument, field: "application_id" },
   ];
 
@@ -318,9 +329,8 @@ describe.skipIf(!ready)("bad input leaves stored data exactly as it was", () => 
     // DeleteAssignment
     { name: "DeleteAssignment: missing id", call: () => dev.assignments.deleteAssignment({}), code: Code.InvalidArgument, field: "id" },
     { name: "DeleteAssignment: unknown id", call: () => dev.assignments.deleteAssignment({ id: UNKNOWN }), code: Code.NotFound, field: "id", mentions: [UNKNOWN] },
-    // BatchDeleteAssignments (whole-request errors)
+    // BatchDeleteAssignments (whole-request errors; a malformed id is a per-item error, see below)
     { name: "BatchDeleteAssignments: over the limit", call: () => dev.assignments.batchDeleteAssignments({ ids: [f.aliceViewerOrg, UNKNOWN, UNKNOWN2, "a", "b", "c"] }), code: Code.ResourceExhausted, field: "ids" },
-    { name: "BatchDeleteAssignments: an empty id", call: () => dev.assignments.batchDeleteAssignments({ ids: [f.aliceViewerOrg, ""] }), code: Code.InvalidArgument, field: "ids[1]" },
   ];
 
   const adminCases: Case[] = [

@@ -980,6 +980,8 @@ export const IdentityService: GenService<{
   /**
    * Changes an identity's email, display name, external id or metadata. Errors: NOT_FOUND,
    * INVALID_ARGUMENT, ALREADY_EXISTS (email taken).
+   * Admin key only (with canopy-environment to get that environment's revision back): the
+   * change reaches beyond one environment, so environment keys get PERMISSION_DENIED.
    *
    * @generated from rpc canopy.v1.IdentityService.UpdateIdentity
    */
@@ -991,6 +993,8 @@ export const IdentityService: GenService<{
   /**
    * Marks an identity active again; its assignments count again in checks. Errors:
    * NOT_FOUND.
+   * Admin key only (with canopy-environment to get that environment's revision back): the
+   * change reaches beyond one environment, so environment keys get PERMISSION_DENIED.
    *
    * @generated from rpc canopy.v1.IdentityService.ActivateIdentity
    */
@@ -1003,6 +1007,8 @@ export const IdentityService: GenService<{
    * Marks an identity inactive: every check for it is denied at once
    * (DENIAL_REASON_IDENTITY_INACTIVE) in every environment, and no assignment can be
    * created for it. Its assignments are kept. Errors: NOT_FOUND.
+   * Admin key only (with canopy-environment to get that environment's revision back): the
+   * change reaches beyond one environment, so environment keys get PERMISSION_DENIED.
    *
    * @generated from rpc canopy.v1.IdentityService.DeactivateIdentity
    */
@@ -1017,6 +1023,8 @@ export const IdentityService: GenService<{
    * the account into an application takes the admin key. Errors: NOT_FOUND,
    * ALREADY_EXISTS (membership exists; use SetAppMembershipStatus), PERMISSION_DENIED (an
    * environment key naming another application).
+   * Admin key only (with canopy-environment to get that environment's revision back): the
+   * change reaches beyond one environment, so environment keys get PERMISSION_DENIED.
    *
    * @generated from rpc canopy.v1.IdentityService.AddAppMembership
    */
@@ -1029,6 +1037,8 @@ export const IdentityService: GenService<{
    * Activates or deactivates a membership. While inactive, every check of the identity in
    * the application's environments is denied (DENIAL_REASON_MEMBERSHIP_INACTIVE); its
    * assignments are kept. Errors: NOT_FOUND (no such membership).
+   * Admin key only (with canopy-environment to get that environment's revision back): the
+   * change reaches beyond one environment, so environment keys get PERMISSION_DENIED.
    *
    * @generated from rpc canopy.v1.IdentityService.SetAppMembershipStatus
    */
@@ -1040,6 +1050,8 @@ export const IdentityService: GenService<{
   /**
    * Removes a membership and deletes the identity's assignments in every environment of
    * that application. Errors: NOT_FOUND (no such membership).
+   * Admin key only (with canopy-environment to get that environment's revision back): the
+   * change reaches beyond one environment, so environment keys get PERMISSION_DENIED.
    *
    * @generated from rpc canopy.v1.IdentityService.RemoveAppMembership
    */
