@@ -1216,6 +1216,102 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
       });
     });
 
+    describe("replication primitives", () => {
+      it("lockEnvironment returns the committed revision, or undefined for a missing environment", async () => {
+        const { env } = await seedEnvironment(store);
+        await store.transaction((tx) => tx.bumpRevision(env.id));
+        await store.transaction((tx) => tx.bumpRevision(env.id));
+        expect(await store.transaction((tx) => tx.lockEnvironment(env.id))).toBe(env.revision + 2);
+        expect(await store.transaction((tx) => tx.lockEnvironment(newId()))).toBeUndefined();
+      });
+
+      it("lockEnvironment makes a second writer of the environment wait for the first to commit", async () => {
+        const { env } = await seedEnvironment(store);
+        const order: string[] = [];
+        let releaseFirst!: () => void;
+        const firstHolds = new Promise<void>((r) => (releaseFirst = r));
+        let firstLocked!: () => void;
+        const locked = new Promise<void>((r) => (firstLocked = r));
+        const first = store.transaction(async (tx) => {
+          await tx.lockEnvironment(env.id);
+          firstLocked();
+          await firstHolds;
+          order.push("first bumps");
+          return tx.bumpRevision(env.id);
+        });
+        await locked;
+        const second = store.transaction(async (tx) => {
+          const seen = await tx.lockEnvironment(env.id);
+          order.push("second locked");
+          return seen;
+        });
+        // give the second writer every chance to overtake; it must not
+        await new Promise((r) => setTimeout(r, 100));
+        releaseFirst();
+        const [bumped, seenBySecond] = await Promise.all([first, second]);
+        expect(order).toEqual(["first bumps", "second locked"]);
+        expect(seenBySecond).toBe(bumped);
+      });
+
+      it("revisions lists the current revision of each existing environment and skips unknown ids", async () => {
+        const a = await seedEnvironment(store);
+        const b = await seedEnvironment(store, { account: a.account, app: a.app, name: "production" });
+        await store.transaction((tx) => tx.bumpRevision(b.env.id));
+        const got = await store.revisions([a.env.id, b.env.id, newId()]);
+        expect([...got.entries()].sort()).toEqual([[a.env.id, a.env.revision], [b.env.id, b.env.revision + 1]].sort());
+        expect((await store.revisions([])).size).toBe(0);
+      });
+
+      it("snapshot reads committed data consistently", async () => {
+        const { env, root } = await seedEnvironment(store);
+        const seen = await store.snapshot(async (r) => ({ env: await r.getEnvironment(env.id), nodes: await r.listAllNodes(env.id) }));
+        expect(seen.env).toEqual(env);
+        expect(ids(seen.nodes)).toEqual([root.id]);
+      });
+
+      it("notifyChange reaches subscribers after commit only (PostgreSQL); SQLite has nothing to subscribe to", async () => {
+        const { env } = await seedEnvironment(store);
+        const notices: Array<{ environmentId: string; revision: number }> = [];
+        let connected = true;
+        const unsubscribe = await store.subscribe({
+          onChange: (n) => notices.push(n),
+          onReconnect: () => undefined,
+          onDisconnect: () => {
+            connected = false;
+          },
+        });
+        if (store.dialect === "sqlite") {
+          expect(unsubscribe).toBeUndefined();
+          await store.transaction((tx) => tx.notifyChange(env.id, 5)); // a no-op, never an error
+          return;
+        }
+        try {
+          expect(connected).toBe(true);
+          await store
+            .transaction(async (tx) => {
+              await tx.notifyChange(env.id, 98);
+              throw new Error("roll back");
+            })
+            .catch(() => undefined);
+          await store.transaction((tx) => tx.notifyChange(env.id, 99));
+          for (let i = 0; i < 100 && !notices.some((n) => n.revision === 99); i++) await new Promise((r) => setTimeout(r, 20));
+          const mine = notices.filter((n) => n.environmentId === env.id);
+          expect(mine).toEqual([{ environmentId: env.id, revision: 99 }]);
+        } finally {
+          await unsubscribe!();
+        }
+      });
+
+      it("lockBootstrap can be taken inside a transaction on every dialect", async () => {
+        const acct = makeAccount();
+        await store.transaction(async (tx) => {
+          await tx.lockBootstrap();
+          await tx.insertAccount(acct);
+        });
+        expect(await store.reader.getAccount(acct.id)).toEqual(acct);
+      });
+    });
+
     describe("transactions", () => {
       it("returns the callback's value, and its reads see its own writes", async () => {
         const acct = makeAccount();

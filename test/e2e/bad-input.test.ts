@@ -372,6 +372,69 @@ describe.skipIf(!ready)("bad input leaves stored data exactly as it was", () => 
     });
   });
 
+  describe("environment keys make no account- or application-wide identity writes: PERMISSION_DENIED, nothing stored", () => {
+    // Identity state is account-wide and a membership spans every environment of its application, so
+    // these six RPCs need the admin key, whatever the request (well-formed, aimed at a visible identity,
+    // or not) and whatever the protocol. The message points at the admin key.
+    const denied = { code: Code.PermissionDenied, mentions: ["admin key"] };
+    const grpcDev = () => grpc;
+    /** the dev key naming its own environment in the canopy-environment header */
+    const devInOwnEnv = () => s.clients(s.devKey, { environment: f.devEnvId });
+    const envKeyCases: Case[] = [
+      // UpdateIdentity
+      { name: "UpdateIdentity: identity of the key's application", call: () => dev.identities.updateIdentity({ id: f.bob, displayName: "renamed by an environment key" }), ...denied },
+      { name: "UpdateIdentity: new email and external_id", call: () => dev.identities.updateIdentity({ id: f.alice, email: "alice2@example.com", externalId: "ext-alice-2" }), ...denied },
+      { name: "UpdateIdentity: identity outside the key's application", call: () => dev.identities.updateIdentity({ id: f.dave, displayName: "x" }), ...denied },
+      { name: "UpdateIdentity: empty request (authorization comes first)", call: () => dev.identities.updateIdentity({}), ...denied },
+      // ActivateIdentity
+      { name: "ActivateIdentity: inactive identity of the key's application", call: () => dev.identities.activateIdentity({ id: f.carol }), ...denied },
+      { name: "ActivateIdentity: over gRPC", call: () => grpcDev().identities.activateIdentity({ id: f.carol }), ...denied },
+      // DeactivateIdentity
+      { name: "DeactivateIdentity: active identity of the key's application", call: () => dev.identities.deactivateIdentity({ id: f.alice }), ...denied },
+      { name: "DeactivateIdentity: identity outside the key's application", call: () => dev.identities.deactivateIdentity({ id: f.dave }), ...denied },
+      { name: "DeactivateIdentity: with the key's own canopy-environment header", call: () => devInOwnEnv().identities.deactivateIdentity({ id: f.alice }), ...denied },
+      { name: "DeactivateIdentity: over gRPC", call: () => grpcDev().identities.deactivateIdentity({ id: f.bob }), ...denied },
+      // AddAppMembership
+      { name: "AddAppMembership: identity outside the application, into the key's application", call: () => dev.identities.addAppMembership({ identityId: f.dave }), ...denied },
+      { name: "AddAppMembership: naming the key's application", call: () => dev.identities.addAppMembership({ identityId: f.dave, applicationId: f.appId }), ...denied },
+      { name: "AddAppMembership: identity of the key's application into another application", call: () => dev.identities.addAppMembership({ identityId: f.alice, applicationId: f.otherAppId }), ...denied },
+      { name: "AddAppMembership: identity outside the application, into another application", call: () => dev.identities.addAppMembership({ identityId: f.dave, applicationId: f.otherAppId }), ...denied },
+      // SetAppMembershipStatus
+      { name: "SetAppMembershipStatus: INACTIVE in the key's application", call: () => dev.identities.setAppMembershipStatus({ identityId: f.alice, status: MembershipStatus.INACTIVE }), ...denied },
+      { name: "SetAppMembershipStatus: naming the key's application", call: () => dev.identities.setAppMembershipStatus({ identityId: f.bob, applicationId: f.appId, status: MembershipStatus.INACTIVE }), ...denied },
+      { name: "SetAppMembershipStatus: ACTIVE again (no change) is refused too", call: () => dev.identities.setAppMembershipStatus({ identityId: f.alice, status: MembershipStatus.ACTIVE }), ...denied },
+      { name: "SetAppMembershipStatus: over gRPC", call: () => grpcDev().identities.setAppMembershipStatus({ identityId: f.alice, status: MembershipStatus.INACTIVE }), ...denied },
+      // RemoveAppMembership
+      { name: "RemoveAppMembership: identity holding assignments", call: () => dev.identities.removeAppMembership({ identityId: f.alice }), ...denied },
+      { name: "RemoveAppMembership: naming the key's application", call: () => dev.identities.removeAppMembership({ identityId: f.bob, applicationId: f.appId }), ...denied },
+      { name: "RemoveAppMembership: with the key's own canopy-environment header", call: () => devInOwnEnv().identities.removeAppMembership({ identityId: f.bob }), ...denied },
+    ];
+    it.each(envKeyCases.map((c) => [c.name, c] as const))("%s", async (_name, c) => {
+      await expectRefused(c.call, c);
+    });
+
+    it("every one of the six RPCs is covered", () => {
+      const rpcs = new Set(envKeyCases.map((c) => c.name.split(":")[0]));
+      expect([...rpcs].sort()).toEqual(["ActivateIdentity", "AddAppMembership", "DeactivateIdentity", "RemoveAppMembership", "SetAppMembershipStatus", "UpdateIdentity"]);
+    });
+
+    it("afterwards the identities and memberships are exactly as the fixture made them", async () => {
+      const got = await Promise.all([f.alice, f.bob, f.carol].map(async (id) => (await adminDev.identities.getIdentity({ id })).identity!));
+      expect(got.map((i) => [i.email, i.displayName, i.externalId, i.isActive])).toEqual([
+        ["alice@example.com", "", "ext-alice", true],
+        ["bob@example.com", "", "", true],
+        ["carol@example.com", "", "", false],
+      ]);
+      for (const id of [f.alice, f.bob, f.carol]) {
+        const ms = (await admin.identities.listAppMemberships({ identityId: id })).memberships;
+        expect(ms.map((m) => [m.applicationId, MembershipStatus[m.status]])).toEqual([[f.appId, "ACTIVE"]]);
+      }
+      expect((await admin.identities.listAppMemberships({ identityId: f.dave })).memberships).toEqual([]);
+      const check = await dev.check.check({ identityId: f.alice, permission: "invoice.read", nodeId: f.teamId });
+      expect(check.allowed).toBe(true);
+    });
+  });
+
   describe("batch RPCs report bad items per item and write nothing for them", () => {
     it("BatchCreateAssignments atomic: one bad item -> nothing written, the others ABORTED (code 10)", async () => {
       const before = await snapshotDatabase(s);
@@ -446,6 +509,55 @@ describe.skipIf(!ready)("bad input leaves stored data exactly as it was", () => 
       expect(res.results[0].status?.message).toContain(UNKNOWN);
       expect(res.summary).toMatchObject({ total: 2, succeeded: 0, failed: 2 });
       expect(res.revision).toBe(revisionBefore);
+    });
+
+    it("BatchDeleteAssignments: an empty id is INVALID_ARGUMENT for its item only; an unknown id NOT_FOUND; nothing deleted", async () => {
+      const before = await snapshotDatabase(s);
+      const revisionBefore = (await dev.hierarchy.getHierarchySchema({})).revision;
+      const res = await dev.assignments.batchDeleteAssignments({ ids: [UNKNOWN, ""] });
+      expect(await snapshotDatabase(s)).toEqual(before);
+      expect(res.results.map((r) => [r.index, r.status?.code, r.status?.field])).toEqual([
+        [0, 5, "ids[0]"],
+        [1, 3, "ids[1]"],
+      ]);
+      expect(res.results[0].status?.message).toContain(UNKNOWN);
+      expect(res.summary).toMatchObject({ total: 2, succeeded: 0, failed: 2 });
+      expect(res.revision).toBe(revisionBefore);
+    });
+
+    it("BatchDeleteAssignments: a well-formed id next to an empty one is deleted; the empty one is INVALID_ARGUMENT", async () => {
+      // an assignment of this test's own (bob, editor, on the empty org), so that no fixture data is deleted
+      const created = await dev.assignments.createAssignment({ assignment: { identityId: f.bob, roleId: f.editorId, nodeId: f.leafId } });
+      const id = created.assignment!.id;
+      try {
+        expect((await dev.check.check({ identityId: f.bob, permission: "invoice.approve", nodeId: f.leafId })).allowed).toBe(true);
+        const before = await snapshotDatabase(s);
+        expect(before.assignments.map((r) => r.id)).toContain(id);
+
+        const res = await dev.assignments.batchDeleteAssignments({ ids: ["", id] });
+        expect(res.results.map((r) => [r.index, r.status?.code, r.status?.field ?? ""])).toEqual([
+          [0, 3, "ids[0]"],
+          [1, 0, ""],
+        ]);
+        expect(res.summary).toMatchObject({ total: 2, succeeded: 1, failed: 1 });
+        expect(res.revision).toBeGreaterThan(created.revision);
+
+        const after = await snapshotDatabase(s);
+        // exactly that assignment is gone; every other assignment row is untouched
+        expect(after.assignments).toEqual(before.assignments.filter((r) => r.id !== id));
+        expect(after.identities).toEqual(before.identities);
+        expect(after.roles).toEqual(before.roles);
+        assertError(await failure(() => dev.assignments.getAssignment({ id })), { code: Code.NotFound, mentions: [id] });
+        const check = await dev.check.check({ identityId: f.bob, permission: "invoice.approve", nodeId: f.leafId });
+        expect({ allowed: check.allowed, reason: DenialReason[check.denialReason], revision: check.revision }).toEqual({
+          allowed: false,
+          reason: "NO_ASSIGNMENT",
+          revision: res.revision,
+        });
+      } finally {
+        // if the delete wrongly did nothing, do not leave bob with a grant for the tests that follow
+        await dev.assignments.deleteAssignment({ id }).catch(() => undefined);
+      }
     });
 
     it("BatchCreateIdentities: items that all fail write nothing", async () => {
