@@ -854,6 +854,78 @@ describe.skipIf(!ready)("SPEC §2 domain rules", () => {
       expect((await c.check.check({ identityId: idRes.identity!.id, permission: "v.read", nodeId: nodeRes.node!.id })).revision).toBe(last);
     });
 
+    it("identity writes are admin-key calls: with canopy-environment the revision is that environment's, without it 0 (the environments still move)", async () => {
+      const e = await freshEnv();
+      const other = (await admin.admin.createApplication({ name: uniq("app") })).application!.id;
+      const envKey = s.clients((await admin.admin.createApiKey({ name: uniq("key"), environmentId: e.envId })).secret);
+      const envRevision = async () => (await e.c.hierarchy.getHierarchySchema({})).revision;
+      await e.c.catalog.batchCreatePermissions({ permissions: [{ key: "x.read" }] });
+
+      // an environment key still creates identities (with a membership in its application) and reads them
+      const created = await envKey.identities.createIdentity({ identity: { email: `${uniq("idw")}@example.com` } });
+      const u = created.identity!.id;
+      expect(created.revision).toBe(await envRevision());
+      const batch = await envKey.identities.batchCreateIdentities({ identities: [{ email: `${uniq("idw")}@example.com` }] });
+      expect(batch.results.map((r) => r.status?.code)).toEqual([0]);
+      const u2 = batch.results[0].identity!.id;
+      expect(batch.revision).toBe(await envRevision());
+      expect((await envKey.identities.getIdentity({ id: u })).identity?.isActive).toBe(true);
+      // (every environment of this file shares the default application, so others' identities are listed too)
+      expect((await envKey.identities.listIdentities({})).identities.map((i) => i.id)).toEqual(expect.arrayContaining([u, u2]));
+      expect((await envKey.identities.listAppMemberships({ identityId: u })).memberships.map((m) => [m.applicationId, MembershipStatus[m.status]])).toEqual([[appId, "ACTIVE"]]);
+      // … but not change them
+      for (const call of [
+        () => envKey.identities.updateIdentity({ id: u, displayName: "x" }),
+        () => envKey.identities.deactivateIdentity({ id: u }),
+        () => envKey.identities.activateIdentity({ id: u }),
+        () => envKey.identities.addAppMembership({ identityId: u, applicationId: other }),
+        () => envKey.identities.setAppMembershipStatus({ identityId: u, status: MembershipStatus.INACTIVE }),
+        () => envKey.identities.removeAppMembership({ identityId: u2 }),
+      ]) {
+        await expectRefused(call, { code: Code.PermissionDenied });
+      }
+
+      // the admin key in the environment: each write answers the environment's new revision
+      const steps: Array<[string, () => Promise<{ revision: bigint }>]> = [
+        ["UpdateIdentity", () => e.c.identities.updateIdentity({ id: u, displayName: "Renamed" })],
+        ["DeactivateIdentity", () => e.c.identities.deactivateIdentity({ id: u })],
+        ["ActivateIdentity", () => e.c.identities.activateIdentity({ id: u })],
+        ["SetAppMembershipStatus", () => e.c.identities.setAppMembershipStatus({ identityId: u, status: MembershipStatus.INACTIVE })],
+        ["SetAppMembershipStatus", () => e.c.identities.setAppMembershipStatus({ identityId: u, status: MembershipStatus.ACTIVE })],
+        ["AddAppMembership", () => e.c.identities.addAppMembership({ identityId: u, applicationId: other })],
+        ["RemoveAppMembership", () => e.c.identities.removeAppMembership({ identityId: u2 })],
+      ];
+      let previous = await envRevision();
+      for (const [name, step] of steps) {
+        const res = await step();
+        expect(res.revision, name).toBeGreaterThan(previous);
+        expect(res.revision, name).toBe(await envRevision());
+        previous = res.revision;
+      }
+      expect((await envKey.identities.getIdentity({ id: u })).identity?.displayName).toBe("Renamed");
+      assertError(await failure(() => envKey.identities.getIdentity({ id: u2 })), { code: Code.NotFound, mentions: [u2] });
+
+      // the admin key without the header: revision 0, yet the environments whose checks change still move
+      const off = await admin.identities.deactivateIdentity({ id: u });
+      expect(off.revision).toBe(0n);
+      expect(off.identity?.isActive).toBe(false);
+      expect(await envRevision()).toBeGreaterThan(previous);
+      previous = await envRevision();
+      expect(reasonOf(await envKey.check.check({ identityId: u, permission: "x.read", nodeId: e.rootId }))).toBe("IDENTITY_INACTIVE");
+      expect((await envKey.check.check({ identityId: u, permission: "x.read", nodeId: e.rootId })).revision).toBe(previous);
+      const on = await admin.identities.activateIdentity({ id: u });
+      expect(on.revision).toBe(0n);
+      expect(await envRevision()).toBeGreaterThan(previous);
+      previous = await envRevision();
+      const inactive = await admin.identities.setAppMembershipStatus({ identityId: u, applicationId: appId, status: MembershipStatus.INACTIVE });
+      expect(inactive.revision).toBe(0n);
+      expect(inactive.membership?.status).toBe(MembershipStatus.INACTIVE);
+      expect(await envRevision()).toBeGreaterThan(previous);
+      expect((await admin.identities.updateIdentity({ id: u, displayName: "Again" })).revision).toBe(0n);
+      expect((await admin.identities.removeAppMembership({ identityId: u, applicationId: other })).revision).toBe(0n);
+      expect((await admin.identities.listAppMemberships({ identityId: u })).memberships.map((m) => [m.applicationId, MembershipStatus[m.status]])).toEqual([[appId, "INACTIVE"]]);
+    });
+
     it("min_revision above the current revision -> UNAVAILABLE after the bounded wait; at or below -> answered", async () => {
       const { c, rootId } = await freshEnv();
       await c.catalog.batchCreatePermissions({ permissions: [{ key: "mr.read" }] });

@@ -374,26 +374,44 @@ describe.skipIf(!ready)("tenant isolation between environments of two applicatio
       expect((await a.identities.listIdentities({ isActive: true })).identities.map((i) => i.id)).toEqual([A.identity]);
     });
 
-    it("UpdateIdentity / ActivateIdentity / DeactivateIdentity of B's identity are NOT_FOUND", async () => {
-      await refused(a.identities.updateIdentity({ id: B.identity, displayName: "hijacked" }));
-      await refused(a.identities.updateIdentity({ id: B.identity, email: "stolen@a.example" }));
-      await refused(a.identities.deactivateIdentity({ id: B.identity }));
-      await refused(a.identities.activateIdentity({ id: B.identity }));
+    it("GetIdentity / ListAppMemberships answer for B's identity exactly as for an unknown id", async () => {
+      const unknownId = randomUUID();
+      const get = await refused(a.identities.getIdentity({ id: B.identity }), [Code.NotFound]);
+      const getUnknown = await refused(a.identities.getIdentity({ id: unknownId }), [Code.NotFound]);
+      expect(get.rawMessage.replace(B.identity, "ID")).toBe(getUnknown.rawMessage.replace(unknownId, "ID"));
+      expect(get.metadata.get("canopy-error-field")).toBe(getUnknown.metadata.get("canopy-error-field"));
+      const ms = await refused(a.identities.listAppMemberships({ identityId: B.identity }), [Code.NotFound]);
+      const msUnknown = await refused(a.identities.listAppMemberships({ identityId: unknownId }), [Code.NotFound]);
+      expect(ms.rawMessage.replace(B.identity, "ID")).toBe(msUnknown.rawMessage.replace(unknownId, "ID"));
     });
 
-    it("membership calls on B's identity or B's application are refused", async () => {
-      await refused(a.identities.listAppMemberships({ identityId: B.identity }));
-      await refused(a.identities.setAppMembershipStatus({ identityId: B.identity, status: MembershipStatus.INACTIVE }));
-      await refused(a.identities.setAppMembershipStatus({ identityId: B.identity, applicationId: appB, status: MembershipStatus.INACTIVE }));
-      await refused(a.identities.removeAppMembership({ identityId: B.identity }));
-      await refused(a.identities.removeAppMembership({ identityId: B.identity, applicationId: appB }));
-      await refused(a.identities.addAppMembership({ identityId: A.identity, applicationId: appB }));
-      await refused(a.identities.addAppMembership({ identityId: B.identity, applicationId: appB }));
+    // Identity state is account-wide and memberships span every environment of an application: an
+    // environment key may not change either (PERMISSION_DENIED), for B's identity as for its own.
+    it("UpdateIdentity / ActivateIdentity / DeactivateIdentity of B's identity are PERMISSION_DENIED", async () => {
+      const denied = [Code.PermissionDenied];
+      await refused(a.identities.updateIdentity({ id: B.identity, displayName: "hijacked" }), denied);
+      await refused(a.identities.updateIdentity({ id: B.identity, email: "stolen@a.example" }), denied);
+      await refused(a.identities.deactivateIdentity({ id: B.identity }), denied);
+      await refused(a.identities.activateIdentity({ id: B.identity }), denied);
+      // … and of A's own identity (the change would reach B's application too)
+      await refused(a.identities.updateIdentity({ id: A.identity, email: B.email }), denied);
+      await refused(a.identities.deactivateIdentity({ id: A.identity }), denied);
+    });
+
+    it("membership writes on B's identity or B's application are PERMISSION_DENIED", async () => {
+      const denied = [Code.PermissionDenied];
+      await refused(a.identities.setAppMembershipStatus({ identityId: B.identity, status: MembershipStatus.INACTIVE }), denied);
+      await refused(a.identities.setAppMembershipStatus({ identityId: B.identity, applicationId: appB, status: MembershipStatus.INACTIVE }), denied);
+      await refused(a.identities.removeAppMembership({ identityId: B.identity }), denied);
+      await refused(a.identities.removeAppMembership({ identityId: B.identity, applicationId: appB }), denied);
+      await refused(a.identities.addAppMembership({ identityId: A.identity, applicationId: appB }), denied);
+      await refused(a.identities.addAppMembership({ identityId: B.identity, applicationId: appB }), denied);
     });
 
     it("AddAppMembership cannot pull B's (invisible) identity into A's application", async () => {
-      await refused(a.identities.addAppMembership({ identityId: B.identity }));
-      await refused(a.identities.getIdentity({ id: B.identity }));
+      await refused(a.identities.addAppMembership({ identityId: B.identity }), [Code.PermissionDenied]);
+      await refused(a.identities.getIdentity({ id: B.identity }), [Code.NotFound]);
+      expect((await admin.identities.listAppMemberships({ identityId: B.identity })).memberships.map((m) => m.applicationId)).toEqual([appB]);
     });
   });
 
@@ -434,7 +452,9 @@ describe.skipIf(!ready)("tenant isolation between environments of two applicatio
         ["DeleteRole", () => x.catalog.deleteRole({ id: B.role, cascade: true })],
         ["GetIdentity", () => x.identities.getIdentity({ id: B.identity })],
         ["ListIdentities", () => x.identities.listIdentities({})],
+        ["CreateIdentity", () => x.identities.createIdentity({ identity: { email: "intruder@a.example" } })],
         ["DeactivateIdentity", () => x.identities.deactivateIdentity({ id: B.identity })],
+        ["ListAppMemberships", () => x.identities.listAppMemberships({ identityId: B.identity })],
       ];
       for (const [name, call] of calls) {
         const err = await failure(call());
@@ -469,9 +489,11 @@ describe.skipIf(!ready)("tenant isolation between environments of two applicatio
     const b2 = (await b.identities.createIdentity({ identity: { email: "bee2@b-only.example" } })).identity!.id;
     await b.assignments.createAssignment({ assignment: { identityId: b2, roleId: B.role, nodeId: B.node } });
     expect((await b.check.check({ identityId: b2, permission: "bsecret.read", nodeId: B.child })).allowed).toBe(true);
-    // A tries to enroll it into A's application and then to deactivate it (deactivation is account-wide)
-    await failure(a.identities.addAppMembership({ identityId: b2 })).catch(() => undefined);
-    await failure(a.identities.deactivateIdentity({ id: b2 })).catch(() => undefined);
+    // A tries to enroll it into A's application and then to deactivate it (deactivation is account-wide):
+    // both are admin-key calls
+    expect((await failure(a.identities.addAppMembership({ identityId: b2 }))).code).toBe(Code.PermissionDenied);
+    expect((await failure(a.identities.deactivateIdentity({ id: b2 }))).code).toBe(Code.PermissionDenied);
+    expect((await failure(a.identities.getIdentity({ id: b2 }))).code).toBe(Code.NotFound);
     const after = await b.check.check({ identityId: b2, permission: "bsecret.read", nodeId: B.child });
     expect(after.denialReason).toBe(DenialReason.UNSPECIFIED);
     expect(after.allowed).toBe(true);

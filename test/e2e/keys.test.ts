@@ -223,6 +223,7 @@ describe.skipIf(!ready)("API keys", () => {
         ["CreateNode", () => c.hierarchy.createNode({ parentId: rootId, type: "team", name: "sneaky" })],
         ["CreateAssignment", () => c.assignments.createAssignment({ assignment: { identityId, roleId, nodeId: rootId } })],
         ["CreateIdentity", () => c.identities.createIdentity({ identity: { email: "sneaky@example.com" } })],
+        ["BatchCreateIdentities", () => c.identities.batchCreateIdentities({ identities: [{ email: "sneaky2@example.com" }] })],
         ["DeactivateIdentity", () => c.identities.deactivateIdentity({ id: identityId })],
         ["Check", () => c.check.check({ identityId, permission: "doc.read", nodeId })],
       ];
@@ -232,6 +233,7 @@ describe.skipIf(!ready)("API keys", () => {
       expect((await dev.catalog.listPermissions({})).permissions).toHaveLength(1);
       expect((await dev.hierarchy.listChildren({ id: rootId })).nodes).toHaveLength(1);
       expect((await dev.identities.getIdentity({ id: identityId })).identity?.isActive).toBe(true);
+      expect((await dev.identities.listIdentities({})).identities.map((i) => i.email)).toEqual(["kim@example.com"]);
     });
 
     it("unknown scopes and admin scopes on environment keys are INVALID_ARGUMENT", async () => {
