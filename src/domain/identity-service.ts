@@ -41,12 +41,15 @@ export class IdentityService {
 
   async createIdentity(scope: IdentityScope, input: IdentityInput, skipMembership: boolean): Promise<{ identity: Identity; revision: number }> {
     const identity = this.build(scope, input, "identity.");
-    return this.rt.write(async (tx, effects) => {
-      await this.insert(tx, effects, identity, "identity.");
-      const membershipApp = !skipMembership ? scope.applicationId : null;
-      if (membershipApp) await this.insertMembership(tx, effects, identity.id, membershipApp);
-      return { identity, revision: await this.bumpFor(tx, effects, scope, membershipApp ? [membershipApp] : []) };
-    });
+    const membershipApp = !skipMembership ? scope.applicationId : null;
+    return this.rt.write(
+      async (tx, effects, locked) => {
+        await this.insert(tx, effects, identity, "identity.");
+        if (membershipApp) await this.insertMembership(tx, effects, identity.id, membershipApp);
+        return { identity, revision: await this.bumpFor(tx, effects, scope, locked) };
+      },
+      (tx) => this.affected(tx, scope, membershipApp ? [membershipApp] : []),
+    );
   }
 
   /** Items are independent: one bad item never fails its neighbours. Written in chunked transactions. */
@@ -57,8 +60,8 @@ export class IdentityService {
     const chunk = this.rt.limits.writeChunkSize;
     for (let start = 0; start < inputs.length; start += chunk) {
       const slice = inputs.slice(start, start + chunk);
-      revision = await this.rt.write(async (tx, effects) => {
-        const membershipApp = !skipMembership ? scope.applicationId : null;
+      const membershipApp = !skipMembership ? scope.applicationId : null;
+      revision = await this.rt.write(async (tx, effects, locked) => {
         let written = 0;
         for (let k = 0; k < slice.length; k++) {
           const index = start + k;
@@ -76,8 +79,8 @@ export class IdentityService {
         }
         // nothing written, nothing to bump: the revision stays as it was
         if (written === 0) return scope.environmentId ? this.rt.engine.revision(scope.environmentId) : 0;
-        return this.bumpFor(tx, effects, scope, membershipApp ? [membershipApp] : []);
-      });
+        return this.bumpFor(tx, effects, scope, locked);
+      }, (tx) => this.affected(tx, scope, membershipApp ? [membershipApp] : []));
       await yieldToEventLoop();
     }
     const succeeded = outcomes.filter((o) => !o.error).length;
@@ -116,7 +119,7 @@ export class IdentityService {
     const displayName = patch.displayName === undefined ? undefined : optionalText(patch.displayName, "display_name");
     const externalId = patch.externalId === undefined ? undefined : optionalText(patch.externalId, "external_id") || null;
     const metadata = patch.metadata === undefined ? undefined : checkMetadata(patch.metadata, "metadata", this.rt.limits);
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.write(async (tx, effects, locked) => {
       const current = await this.visible(tx, scope, await tx.getIdentity(id), id);
       // Checked first so the error names the right field (on PostgreSQL a failed statement aborts the
       // transaction, so nothing can be asked after a constraint error); the unique indexes are the backstop.
@@ -143,29 +146,29 @@ export class IdentityService {
         metadata: metadata ?? current.metadata,
         updatedAt,
       };
-      return { identity, revision: await this.bumpFor(tx, effects, scope, []) };
-    });
+      return { identity, revision: await this.bumpFor(tx, effects, scope, locked) };
+    }, (tx) => this.affected(tx, scope, []));
   }
 
   /** Activating or deactivating applies to every check in every environment at once. */
   async setActive(scope: IdentityScope, id: string, active: boolean): Promise<{ identity: Identity; revision: number }> {
     this.requireAdmin(scope, active ? "ActivateIdentity" : "DeactivateIdentity");
     requireId(id, "id");
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.write(async (tx, effects, locked) => {
       const current = await this.visible(tx, scope, await tx.getIdentity(id), id);
       const updatedAt = this.rt.clock.now();
       await tx.updateIdentity(id, { isActive: active, updatedAt });
       effects.push(() => this.rt.engine.setIdentity(id, current.accountId, active));
-      const revision = await this.bumpFor(tx, effects, scope, null);
+      const revision = await this.bumpFor(tx, effects, scope, locked);
       return { identity: { ...current, isActive: active, updatedAt }, revision };
-    });
+    }, (tx) => this.affected(tx, scope, null));
   }
 
   async addMembership(scope: IdentityScope, identityId: string, applicationId: string): Promise<{ membership: AppMembership; revision: number }> {
     this.requireAdmin(scope, "AddAppMembership (a membership spans every environment of the application)");
     requireId(identityId, "identity_id");
     const appId = this.applicationFor(scope, applicationId);
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.write(async (tx, effects, locked) => {
       // An environment key cannot reach identities outside its application (visible() says NOT_FOUND,
       // the same as for an unknown id): enrolling an existing identity of the account needs the admin key.
       await this.visible(tx, scope, await tx.getIdentity(identityId), identityId, "identity_id");
@@ -175,21 +178,21 @@ export class IdentityService {
         throw new ConflictError(`identity ${identityId} already has a membership in application ${appId}`, "identity_id", "identity.membership_exists");
       }
       const membership = await this.insertMembership(tx, effects, identityId, appId);
-      return { membership, revision: await this.bumpFor(tx, effects, scope, [appId]) };
-    });
+      return { membership, revision: await this.bumpFor(tx, effects, scope, locked) };
+    }, (tx) => this.affected(tx, scope, [appId]));
   }
 
   async setMembershipStatus(scope: IdentityScope, identityId: string, applicationId: string, status: MembershipStatus): Promise<{ membership: AppMembership; revision: number }> {
     this.requireAdmin(scope, "SetAppMembershipStatus (a membership spans every environment of the application)");
     requireId(identityId, "identity_id");
     const appId = this.applicationFor(scope, applicationId);
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.write(async (tx, effects, locked) => {
       const current = await this.membershipOf(tx, scope, identityId, appId);
       const at = this.rt.clock.now();
       await tx.updateMembershipStatus(identityId, appId, status, at);
       effects.push(() => this.rt.engine.setMembership(appId, identityId, status));
-      return { membership: { ...current, status, updatedAt: at }, revision: await this.bumpFor(tx, effects, scope, [appId]) };
-    });
+      return { membership: { ...current, status, updatedAt: at }, revision: await this.bumpFor(tx, effects, scope, locked) };
+    }, (tx) => this.affected(tx, scope, [appId]));
   }
 
   /** Removes the membership and deletes the identity's assignments in every environment of the application. */
@@ -197,7 +200,7 @@ export class IdentityService {
     this.requireAdmin(scope, "RemoveAppMembership (a membership spans every environment of the application)");
     requireId(identityId, "identity_id");
     const appId = this.applicationFor(scope, applicationId);
-    return this.rt.write(async (tx, effects) => {
+    return this.rt.write(async (tx, effects, locked) => {
       await this.membershipOf(tx, scope, identityId, appId);
       const envIds = (await tx.listEnvironments(scope.principal.accountId, appId)).map((e) => e.id);
       const removed = await tx.deleteAssignmentsOfIdentity(identityId, envIds);
@@ -206,8 +209,8 @@ export class IdentityService {
         for (const a of removed) if (this.rt.engine.hasEnvironment(a.environmentId)) this.rt.engine.removeAssignment(a.environmentId, a.id);
         this.rt.engine.setMembership(appId, identityId, null);
       });
-      return { deletedAssignments: removed.length, revision: await this.bumpFor(tx, effects, scope, [appId]) };
-    });
+      return { deletedAssignments: removed.length, revision: await this.bumpFor(tx, effects, scope, locked) };
+    }, (tx) => this.affected(tx, scope, [appId]));
   }
 
   async listMemberships(scope: IdentityScope, identityId: string): Promise<AppMembership[]> {
@@ -303,17 +306,23 @@ export class IdentityService {
   }
 
   /**
-   * Bumps the revisions an identity change can affect: the environments of `applications`, or with
-   * null every environment of the account. Returns the caller's environment revision (0 without one).
+   * The environments an identity change can affect: those of `applications`, or with null every
+   * environment of the account, plus the caller's. The write locks and catches them all up first.
    */
-  private async bumpFor(tx: StoreWriter, effects: Effects, scope: IdentityScope, applications: string[] | null): Promise<number> {
+  private async affected(tx: StoreReader, scope: IdentityScope, applications: string[] | null): Promise<string[]> {
     const envs =
       applications === null
         ? await tx.listEnvironments(scope.principal.accountId)
         : (await Promise.all(applications.map((a) => tx.listEnvironments(scope.principal.accountId, a)))).flat();
     const ids = new Set(envs.map((e) => e.id));
     if (scope.environmentId) ids.add(scope.environmentId);
-    const revisions = await this.rt.bumpAll(tx, effects, [...ids].sort());
+    return [...ids].sort();
+  }
+
+  /** Bumps the locked environments; returns the caller's environment revision (0 without one). */
+  private async bumpFor(tx: StoreWriter, effects: Effects, scope: IdentityScope, locked: string[]): Promise<number> {
+    const revisions = await this.rt.bumpAll(tx, effects, locked);
     return scope.environmentId ? revisions.get(scope.environmentId)! : 0;
   }
+
 }

@@ -50,6 +50,8 @@ export class Runtime {
   private lastConfirmed = performance.now();
   private pollTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => Promise<void>) | undefined;
+  /** environments the running write locked and caught up (only those may be bumped) */
+  private lockedByWrite: Set<string> | undefined;
 
   constructor(
     readonly store: Store,
@@ -62,15 +64,30 @@ export class Runtime {
     this.replicated = store.dialect === "postgres";
   }
 
-  /** Runs `fn` in a transaction under the write lock, after locking and catching up `lock` environments. */
-  write<T>(fn: (tx: StoreWriter, effects: Effects) => Promise<T>, lock: string[] = []): Promise<T> {
+  /**
+   * Runs `fn` in a transaction under the write lock, after locking and catching up the `lock`
+   * environments — a list, or computed from the transaction (then passed to `fn` as `locked`).
+   * Every environment a write bumps must be locked here, before the write changes anything: the
+   * catch-up reads committed state only, and no revision is claimed whose data is not loaded.
+   */
+  write<T>(
+    fn: (tx: StoreWriter, effects: Effects, locked: string[]) => Promise<T>,
+    lock: string[] | ((tx: StoreWriter) => Promise<string[]>) = [],
+  ): Promise<T> {
+    let locked: string[] = [];
     return this.exclusive(async () => {
       const effects: Effects = [];
       let result: T;
       try {
         result = await this.store.transaction(async (tx) => {
-          for (const id of [...new Set(lock)].sort()) await this.lockAndCatchUp(tx, id);
-          return fn(tx, effects);
+          locked = [...new Set(typeof lock === "function" ? await lock(tx) : lock)].sort();
+          for (const id of locked) await this.lockAndCatchUp(tx, id);
+          this.lockedByWrite = new Set(locked);
+          try {
+            return await fn(tx, effects, locked);
+          } finally {
+            this.lockedByWrite = undefined;
+          }
         });
       } catch (err) {
         if (err instanceof StoreUnavailableError) {
@@ -86,7 +103,7 @@ export class Runtime {
       } catch (err) {
         // Committed, but memory could not follow: forget the environments so they reload from storage.
         this.logger.error({ err }, "applying a committed write to memory failed; reloading the environments it touched");
-        for (const id of lock) this.engine.dropEnvironment(id);
+        for (const id of locked) this.engine.dropEnvironment(id);
         throw err;
       }
       return result;
@@ -100,6 +117,10 @@ export class Runtime {
 
   /** Bumps the environment's revision inside `tx`, notifies other replicas on commit, queues the engine update. */
   async bump(tx: StoreWriter, effects: Effects, environmentId: string): Promise<number> {
+    if (!this.lockedByWrite?.has(environmentId)) {
+      // a revision may only be claimed for state this process has caught up to (see write())
+      throw new Error(`internal: bump of environment ${environmentId}, which this write did not lock`);
+    }
     const revision = await tx.bumpRevision(environmentId);
     await tx.notifyChange(environmentId, revision);
     const apply = () => {
