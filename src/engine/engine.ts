@@ -91,10 +91,22 @@ export interface EnvironmentSnapshot {
   assignments: Iterable<AssignmentRecord>;
 }
 
+/** One per role id for the role's lifetime: updates replace its fields, removal marks it deleted. */
 interface RoleState {
   id: string;
   name: string;
   permissions: Set<string>;
+  deleted: boolean;
+}
+
+/**
+ * An indexed assignment. `role` and the node position are resolved once and cached: the role by
+ * reference (a RoleState never changes identity), the position per closure (a rebuild renumbers).
+ */
+interface IndexedAssignment extends AssignmentRecord {
+  role: RoleState | undefined;
+  pos: number;
+  posOf: Closure | undefined;
 }
 
 interface EnvironmentState {
@@ -103,12 +115,12 @@ interface EnvironmentState {
   readonly applicationId: string;
   revision: number;
   closure: Closure;
-  /** node id -> node, the source the closure is rebuilt from */
-  readonly nodes: Map<string, TreeNode>;
+  /** node id -> node, the source the closure is rebuilt from (replaced, never mutated, on a change) */
+  nodes: Map<string, TreeNode>;
   readonly permissions: Set<string>;
   readonly roles: Map<string, RoleState>;
-  readonly byIdentity: Map<string, AssignmentRecord[]>;
-  readonly byId: Map<string, AssignmentRecord>;
+  readonly byIdentity: Map<string, IndexedAssignment[]>;
+  readonly byId: Map<string, IndexedAssignment>;
 }
 
 interface IdentityState {
@@ -152,6 +164,9 @@ export interface Engine {
 }
 
 const NO_ASSIGNMENTS: readonly AssignmentRecord[] = Object.freeze([]);
+/** Shared by every denial (never mutated): a denial allocates one result object and nothing else. */
+const NO_ROLES = Object.freeze([]) as unknown as CheckResult["grantingRoles"];
+const NO_EXPLANATION = Object.freeze([]) as unknown as GrantingAssignment[];
 
 /** Creates an empty engine. */
 export function createEngine(): Engine {
@@ -169,7 +184,17 @@ export function createEngine(): Engine {
   function indexAssignment(e: EnvironmentState, a: AssignmentRecord): void {
     const old = e.byId.get(a.id);
     if (old) unindexAssignment(e, old);
-    const rec = { ...a };
+    const rec: IndexedAssignment = {
+      id: a.id,
+      identityId: a.identityId,
+      roleId: a.roleId,
+      nodeId: a.nodeId,
+      effectiveFrom: a.effectiveFrom,
+      effectiveTo: a.effectiveTo,
+      role: e.roles.get(a.roleId),
+      pos: -1,
+      posOf: undefined,
+    };
     e.byId.set(rec.id, rec);
     const list = e.byIdentity.get(rec.identityId);
     if (list) list.push(rec);
@@ -206,7 +231,7 @@ export function createEngine(): Engine {
         byIdentity: new Map(),
         byId: new Map(),
       };
-      for (const r of s.roles) e.roles.set(r.id, { id: r.id, name: r.name, permissions: new Set(r.permissionKeys) });
+      for (const r of s.roles) e.roles.set(r.id, { id: r.id, name: r.name, permissions: new Set(r.permissionKeys), deleted: false });
       for (const a of s.assignments) indexAssignment(e, a);
       envs.set(s.id, e);
     },
@@ -254,9 +279,8 @@ export function createEngine(): Engine {
       for (const r of change.remove ?? []) next.delete(r);
       for (const n of change.upsert ?? []) next.set(n.id, { id: n.id, parentId: n.parentId, type: n.type });
       // Build first, swap after: a failed build leaves the old closure and node map in place.
-      const closure = new Closure(next.values(), e.closure.rootId);
-      e.nodes.clear();
-      for (const [k, v] of next) e.nodes.set(k, v);
+      const closure = new Closure([...next.values()], e.closure.rootId);
+      e.nodes = next;
       e.closure = closure;
     },
     putPermission(id, key) {
@@ -268,12 +292,23 @@ export function createEngine(): Engine {
       for (const r of e.roles.values()) r.permissions.delete(key);
     },
     putRole(id, role) {
-      // A new Set object: a check running concurrently (there is none in one JS thread) or a holder of the
-      // old role state never sees a partially replaced permission set.
-      env(id).roles.set(role.id, { id: role.id, name: role.name, permissions: new Set(role.permissionKeys) });
+      const e = env(id);
+      const current = e.roles.get(role.id);
+      if (current) {
+        // same object, new fields: assignments holding a reference see the change at once
+        current.name = role.name;
+        current.permissions = new Set(role.permissionKeys);
+        return;
+      }
+      const state: RoleState = { id: role.id, name: role.name, permissions: new Set(role.permissionKeys), deleted: false };
+      e.roles.set(role.id, state);
+      for (const a of e.byId.values()) if (a.roleId === role.id) a.role = state;
     },
     removeRole(id, roleId) {
-      env(id).roles.delete(roleId);
+      const e = env(id);
+      const r = e.roles.get(roleId);
+      if (r) r.deleted = true;
+      e.roles.delete(roleId);
     },
     putAssignment(id, a) {
       indexAssignment(env(id), a);
@@ -308,9 +343,9 @@ export function createEngine(): Engine {
         scope: q.scope,
         // node scope echoes the node evaluated (the root when omitted); app_wide names a granting node
         effectiveNodeId: nodeId,
-        grantingRoles: [],
+        grantingRoles: NO_ROLES,
         denialReason: null,
-        explanation: [],
+        explanation: NO_EXPLANATION,
         revision: e.revision,
         at: q.at,
       };
@@ -327,22 +362,29 @@ export function createEngine(): Engine {
       if (membership === undefined) return deny(result, "NO_MEMBERSHIP");
       if (membership !== "active") return deny(result, "MEMBERSHIP_INACTIVE");
 
-      const records = e.byIdentity.get(q.identityId) ?? NO_ASSIGNMENTS;
+      const records = e.byIdentity.get(q.identityId);
       let inScope = false;
       let scheduled = false;
       let expired = false;
-      let grants: AssignmentRecord[] | undefined;
-      for (const rec of records) {
-        const a = closure.positionOf(rec.nodeId);
-        if (a < 0) continue;
-        if (n >= 0 && !closure.containsPosition(a, n)) continue;
-        inScope = true;
-        const role = e.roles.get(rec.roleId);
-        if (!role || !role.permissions.has(q.permission)) continue;
-        // Written so that only a positive answer grants: an invalid instant (NaN) matches nothing.
-        if (q.at >= rec.effectiveFrom && (rec.effectiveTo === null || q.at < rec.effectiveTo)) (grants ??= []).push(rec);
-        else if (q.at < rec.effectiveFrom) scheduled = true;
-        else expired = true;
+      let grants: IndexedAssignment[] | undefined;
+      if (records) {
+        for (let k = 0; k < records.length; k++) {
+          const rec = records[k];
+          if (rec.posOf !== closure) {
+            rec.pos = closure.positionOf(rec.nodeId);
+            rec.posOf = closure;
+          }
+          const a = rec.pos;
+          if (a < 0) continue;
+          if (n >= 0 && !closure.containsPosition(a, n)) continue;
+          inScope = true;
+          const role = rec.role;
+          if (role === undefined || role.deleted || !role.permissions.has(q.permission)) continue;
+          // Written so that only a positive answer grants: an invalid instant (NaN) matches nothing.
+          if (q.at >= rec.effectiveFrom && (rec.effectiveTo === null || q.at < rec.effectiveTo)) (grants ??= []).push(rec);
+          else if (q.at < rec.effectiveFrom) scheduled = true;
+          else expired = true;
+        }
       }
       if (!grants) {
         if (!inScope) return deny(result, "NO_ASSIGNMENT");
@@ -352,19 +394,18 @@ export function createEngine(): Engine {
       }
 
       result.allowed = true;
-      const seen = new Set<string>();
       let top = grants[0];
-      for (const g of grants) {
-        if (!seen.has(g.roleId)) {
-          seen.add(g.roleId);
-          result.grantingRoles.push({ roleId: g.roleId, roleName: e.roles.get(g.roleId)!.name });
-        }
+      const roles: Array<{ roleId: string; roleName: string }> = [];
+      for (let k = 0; k < grants.length; k++) {
+        const g = grants[k];
+        if (k === 0 || !roles.some((r) => r.roleId === g.roleId)) roles.push({ roleId: g.roleId, roleName: g.role!.name });
         // closest to the root; ties broken by node id so the answer does not depend on insertion order
-        const dg = closure.depth(g.nodeId);
-        const dt = closure.depth(top.nodeId);
+        const dg = closure.depthAt(g.pos);
+        const dt = closure.depthAt(top.pos);
         if (dg < dt || (dg === dt && g.nodeId < top.nodeId)) top = g;
       }
-      result.grantingRoles.sort((x, y) => (x.roleName < y.roleName ? -1 : x.roleName > y.roleName ? 1 : 0));
+      if (roles.length > 1) roles.sort((x, y) => (x.roleName < y.roleName ? -1 : x.roleName > y.roleName ? 1 : 0));
+      result.grantingRoles = roles;
       if (q.scope === "app_wide") result.effectiveNodeId = top.nodeId;
       if (q.explain) {
         result.explanation = grants.map((g) => ({
