@@ -3,6 +3,7 @@
  * through @grpc/grpc-js with message types built at run time by @grpc/proto-loader from
  * proto/canopy/v1/*.proto (no generated code of the server is used on the client side).
  */
+import { mulberry32 } from "../fixtures/random.js";
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,17 +16,8 @@ const ready = await backendReady();
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
-/** Deterministic PRNG (mulberry32) so the bulk plan is reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG so the bulk plan is reproducible. */
+const prng = mulberry32;
 
 interface StreamOutcome {
   messages: any[];

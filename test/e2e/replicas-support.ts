@@ -1,3 +1,4 @@
+import { mulberry32 } from "../fixtures/random.js";
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -111,17 +112,8 @@ export function developmentKeyOf(stdout: string): string {
 // ---------------------------------------------------------------------------------------------
 // Small utilities
 
-/** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a tiny seeded PRNG returning floats in [0, 1) (shared with the unit tests). */
+export const prng = mulberry32;
 
 export function pick<T>(rnd: () => number, items: readonly T[]): T {
   if (items.length === 0) throw new Error("pick from an empty list");
