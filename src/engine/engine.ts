@@ -119,13 +119,27 @@ interface EnvironmentState {
   nodes: Map<string, TreeNode>;
   readonly permissions: Set<string>;
   readonly roles: Map<string, RoleState>;
-  readonly byIdentity: Map<string, IndexedAssignment[]>;
+  readonly byIdentity: Map<string, Subject>;
   readonly byId: Map<string, IndexedAssignment>;
 }
 
+/** One object per identity id for the engine's lifetime (mutated in place), so it can be cached. */
 interface IdentityState {
   accountId: string;
   active: boolean;
+  exists: boolean;
+}
+
+/** One object per (application, identity) for the engine's lifetime; status null = no membership. */
+interface MembershipState {
+  status: "active" | "inactive" | null;
+}
+
+/** An identity's entry in one environment: its assignments, plus its identity and membership state cached by reference. */
+interface Subject {
+  records: IndexedAssignment[];
+  identity: IdentityState | undefined;
+  membership: MembershipState | undefined;
 }
 
 export interface Engine {
@@ -173,7 +187,7 @@ export function createEngine(): Engine {
   const envs = new Map<string, EnvironmentState>();
   const identities = new Map<string, IdentityState>();
   /** applicationId -> identityId -> status */
-  const memberships = new Map<string, Map<string, "active" | "inactive">>();
+  const memberships = new Map<string, Map<string, MembershipState>>();
 
   function env(id: string): EnvironmentState {
     const e = envs.get(id);
@@ -196,18 +210,31 @@ export function createEngine(): Engine {
       posOf: undefined,
     };
     e.byId.set(rec.id, rec);
-    const list = e.byIdentity.get(rec.identityId);
-    if (list) list.push(rec);
-    else e.byIdentity.set(rec.identityId, [rec]);
+    const subject = e.byIdentity.get(rec.identityId);
+    if (subject) subject.records.push(rec);
+    else e.byIdentity.set(rec.identityId, { records: [rec], identity: undefined, membership: undefined });
   }
 
   function unindexAssignment(e: EnvironmentState, a: AssignmentRecord): void {
     e.byId.delete(a.id);
-    const list = e.byIdentity.get(a.identityId);
-    if (!list) return;
-    const i = list.findIndex((x) => x.id === a.id);
-    if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) e.byIdentity.delete(a.identityId);
+    const subject = e.byIdentity.get(a.identityId);
+    if (!subject) return;
+    const i = subject.records.findIndex((x) => x.id === a.id);
+    if (i >= 0) subject.records.splice(i, 1);
+    if (subject.records.length === 0) e.byIdentity.delete(a.identityId);
+  }
+
+  function membershipState(applicationId: string, identityId: string): MembershipState | undefined {
+    const m = memberships.get(applicationId)?.get(identityId);
+    return m && m.status !== null ? m : undefined;
+  }
+
+  function putMembership(applicationId: string, identityId: string, status: "active" | "inactive" | null): void {
+    let m = memberships.get(applicationId);
+    if (!m) memberships.set(applicationId, (m = new Map()));
+    const state = m.get(identityId);
+    if (state) state.status = status;
+    else if (status !== null) m.set(identityId, { status });
   }
 
   function deny(base: CheckResult, reason: DenialReason): CheckResult {
@@ -253,25 +280,27 @@ export function createEngine(): Engine {
     },
 
     setIdentity(identityId, accountId, active) {
-      identities.set(identityId, { accountId, active });
+      const state = identities.get(identityId);
+      if (state) {
+        state.accountId = accountId;
+        state.active = active;
+        state.exists = true;
+      } else identities.set(identityId, { accountId, active, exists: true });
     },
     removeIdentity(identityId) {
-      identities.delete(identityId);
+      const state = identities.get(identityId);
+      if (state) state.exists = false;
     },
     setMembership(applicationId, identityId, status) {
-      let m = memberships.get(applicationId);
-      if (status === null) {
-        m?.delete(identityId);
-        return;
-      }
-      if (!m) memberships.set(applicationId, (m = new Map()));
-      m.set(identityId, status);
+      putMembership(applicationId, identityId, status);
     },
 
     resetMemberships(applicationId, entries) {
-      const m = new Map<string, "active" | "inactive">();
-      for (const e of entries) m.set(e.identityId, e.status);
-      memberships.set(applicationId, m);
+      const next = new Map<string, "active" | "inactive">();
+      for (const e of entries) next.set(e.identityId, e.status);
+      const m = memberships.get(applicationId);
+      if (m) for (const [identityId, state] of m) if (!next.has(identityId)) state.status = null;
+      for (const [identityId, status] of next) putMembership(applicationId, identityId, status);
     },
     applyNodes(id, change) {
       const e = env(id);
@@ -320,16 +349,16 @@ export function createEngine(): Engine {
     },
     identity(identityId) {
       const i = identities.get(identityId);
-      return i && { accountId: i.accountId, active: i.active };
+      return i && i.exists ? { accountId: i.accountId, active: i.active } : undefined;
     },
     membership(applicationId, identityId) {
-      return memberships.get(applicationId)?.get(identityId);
+      return membershipState(applicationId, identityId)?.status ?? undefined;
     },
     hasRole(id, roleId) {
       return env(id).roles.has(roleId);
     },
     assignmentsOf(id, identityId) {
-      return env(id).byIdentity.get(identityId) ?? NO_ASSIGNMENTS;
+      return env(id).byIdentity.get(identityId)?.records ?? NO_ASSIGNMENTS;
     },
 
     check(id, q) {
@@ -349,8 +378,20 @@ export function createEngine(): Engine {
         revision: e.revision,
         at: q.at,
       };
-      const identity = identities.get(q.identityId);
-      const membership = memberships.get(e.applicationId)?.get(q.identityId);
+      // One lookup for an identity with assignments here: its state objects are cached on its entry.
+      const subject = e.byIdentity.get(q.identityId);
+      let identityState = subject?.identity;
+      if (identityState === undefined) {
+        identityState = identities.get(q.identityId);
+        if (subject && identityState) subject.identity = identityState;
+      }
+      let membershipObj = subject?.membership;
+      if (membershipObj === undefined) {
+        membershipObj = memberships.get(e.applicationId)?.get(q.identityId);
+        if (subject && membershipObj) subject.membership = membershipObj;
+      }
+      const identity = identityState && identityState.exists ? identityState : undefined;
+      const membership = membershipObj?.status ?? undefined;
       if (!identity || identity.accountId !== e.accountId || (q.membersOnly && membership === undefined)) return deny(result, "UNKNOWN_IDENTITY");
       if (!e.permissions.has(q.permission)) return deny(result, "UNKNOWN_PERMISSION");
       let n = -1;
@@ -362,7 +403,7 @@ export function createEngine(): Engine {
       if (membership === undefined) return deny(result, "NO_MEMBERSHIP");
       if (membership !== "active") return deny(result, "MEMBERSHIP_INACTIVE");
 
-      const records = e.byIdentity.get(q.identityId);
+      const records = subject?.records;
       let inScope = false;
       let scheduled = false;
       let expired = false;
