@@ -25,6 +25,7 @@ export class AdminService {
   async createApplication(p: Principal, name: string): Promise<{ application: Application; environments: Environment[] }> {
     const appName = requireText(name, "name");
     return this.rt.write(async (tx, effects) => {
+      await tx.lockAccount(p.accountId);
       const now = this.rt.clock.now();
       const application: Application = { id: newId(), accountId: p.accountId, name: appName, createdAt: now };
       try {
@@ -49,6 +50,8 @@ export class AdminService {
     requireId(applicationId, "application_id");
     const envName = requireTypeName(name, "name");
     return this.rt.write(async (tx, effects) => {
+      // serialized with identity and membership writes, which lock every environment of the account
+      await tx.lockAccount(p.accountId);
       const app = await tx.getApplication(applicationId);
       if (!app || app.accountId !== p.accountId) throw new NotFoundError("application", applicationId, "application_id");
       return this.insertEnvironment(tx, effects, app, envName);
@@ -63,8 +66,11 @@ export class AdminService {
   async deleteEnvironment(p: Principal, id: string): Promise<void> {
     requireId(id, "id");
     await this.rt.write(async (tx, effects) => {
+      // account, then the environment's row (the order every writer uses), before deleting its rows
+      await tx.lockAccount(p.accountId);
       const env = await tx.getEnvironment(id);
       if (!env || env.accountId !== p.accountId) throw new NotFoundError("environment", id, "id");
+      await tx.lockEnvironment(id);
       await tx.deleteEnvironment(id);
       await tx.notifyChange(id, -1);
       effects.push(() => {
@@ -175,20 +181,8 @@ export class AdminService {
     }
     await tx.insertNode(root);
     env.revision = await tx.bumpRevision(envId);
-    effects.push(() => {
-      this.rt.cacheEnvironment(env);
-      this.rt.engine.loadEnvironment({
-        id: env.id,
-        accountId: env.accountId,
-        applicationId: env.applicationId,
-        rootNodeId: root.id,
-        revision: env.revision,
-        nodes: [{ id: root.id, parentId: null, type: root.type }],
-        permissionKeys: [],
-        roles: [],
-        assignments: [],
-      });
-    });
+    // Not loaded here: on first use it loads from storage together with the account's identities and
+    // the application's memberships, which an empty in-memory state would lack.
     return env;
   }
 }

@@ -1,7 +1,7 @@
 import type { CheckResult, CheckScope } from "../engine/index.js";
 import type { EnvironmentContext } from "./auth.js";
 import type { Runtime } from "./runtime.js";
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError, NotFoundError } from "./errors.js";
 import { checkCount, MAX_ID_LENGTH, MAX_KEY_LENGTH } from "./validate.js";
 
 export interface CheckRequestInput {
@@ -30,6 +30,7 @@ export class CheckService {
     this.validate(ctx, req, "");
     if (opts.minRevision > 0) await this.rt.awaitRevision(ctx.environment.id, opts.minRevision, opts.signal);
     const at = opts.at ?? this.rt.clock.now();
+    if (!this.rt.engine.hasEnvironment(ctx.environment.id)) await this.loaded(ctx.environment.id);
     return this.rt.engine.check(ctx.environment.id, { ...req, at, explain: opts.explain, membersOnly: ctx.principal.environmentId !== null });
   }
 
@@ -40,9 +41,17 @@ export class CheckService {
     if (opts.minRevision > 0) await this.rt.awaitRevision(ctx.environment.id, opts.minRevision, opts.signal);
     const at = opts.at ?? this.rt.clock.now();
     const envId = ctx.environment.id;
+    if (!this.rt.engine.hasEnvironment(envId)) await this.loaded(envId);
     const membersOnly = ctx.principal.environmentId !== null;
     const results = items.map((item) => this.rt.engine.check(envId, { ...item, at, explain: opts.explain, membersOnly }));
     return { results, revision: this.rt.engine.revision(envId) };
+  }
+
+  /** The environment was unloaded (deleted elsewhere, or dropped for a reload) since the call began. */
+  private async loaded(environmentId: string): Promise<void> {
+    if (!(await this.rt.ensureLoaded(environmentId)) || !this.rt.engine.hasEnvironment(environmentId)) {
+      throw new NotFoundError("environment", environmentId, "environment_id");
+    }
   }
 
   private validate(ctx: EnvironmentContext, req: CheckRequestInput, prefix: string): void {

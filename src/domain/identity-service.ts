@@ -309,7 +309,9 @@ export class IdentityService {
    * The environments an identity change can affect: those of `applications`, or with null every
    * environment of the account, plus the caller's. The write locks and catches them all up first.
    */
-  private async affected(tx: StoreReader, scope: IdentityScope, applications: string[] | null): Promise<string[]> {
+  private async affected(tx: StoreWriter, scope: IdentityScope, applications: string[] | null): Promise<string[]> {
+    // the account lock first: no environment of the account can be created or deleted until commit
+    await tx.lockAccount(scope.principal.accountId);
     const envs =
       applications === null
         ? await tx.listEnvironments(scope.principal.accountId)

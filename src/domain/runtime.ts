@@ -263,7 +263,8 @@ export class Runtime {
    */
   async refresh(ids: string[], force = false): Promise<void> {
     if (ids.length === 0) {
-      await this.store.revisions([]);
+      // nothing loaded: still prove storage answers (a nil id matches no environment)
+      await this.store.revisions(["00000000-0000-0000-0000-000000000000"]);
       return;
     }
     const current = await this.store.revisions(ids);

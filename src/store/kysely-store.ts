@@ -59,7 +59,11 @@ export function createKyselyStore(
     reader,
     async transaction<T>(fn: (tx: StoreWriter) => Promise<T>): Promise<T> {
       try {
-        return await db.transaction().execute((trx) => fn(guard(writerOf(trx, dialect))));
+        return await db.transaction().execute(async (trx) => {
+          // a writer blocked on another replica's lock gives up (UNAVAILABLE, retryable) instead of hanging
+          if (dialect === "postgres") await sql`set local lock_timeout = ${sql.lit(`${LOCK_TIMEOUT_MS}ms`)}`.execute(trx);
+          return fn(guard(writerOf(trx, dialect)));
+        });
       } catch (err) {
         throw mapStoreError(err);
       }
@@ -105,6 +109,9 @@ export function createKyselyStore(
 /** PostgreSQL NOTIFY channel carrying "<environment id> <revision>" for every committed write. */
 export const CHANGE_CHANNEL = "canopy_changes";
 
+/** PostgreSQL: longest wait for a row lock inside a write (lock_timeout), in ms. */
+const LOCK_TIMEOUT_MS = 5000;
+
 /** Advisory lock key taken while an empty database is initialised ("canopy" in ASCII). */
 const BOOTSTRAP_LOCK = 0x63616e6f7079;
 
@@ -112,7 +119,8 @@ const BOOTSTRAP_LOCK = 0x63616e6f7079;
 const CHUNK = 500;
 
 const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|CANTOPEN|FULL|READONLY|PROTOCOL)/;
-const PG_UNAVAILABLE = /^(08...|57P0[1-3]|53...)$/;
+/** connection lost, server shutting down, out of resources, lock timeout (55P03), deadlock (40P01), serialization (40001): retryable */
+const PG_UNAVAILABLE = /^(08...|57P0[1-3]|53...|55P03|40P01|40001)$/;
 const NODE_UNAVAILABLE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENOTFOUND", "EPIPE", "EHOSTUNREACH", "EAI_AGAIN"]);
 const UNAVAILABLE_MESSAGE = /driver has already been destroyed|database connection is not open|Connection terminated|timeout exceeded when trying to connect/i;
 
@@ -1030,6 +1038,9 @@ function writerOf(db: Kysely<Database>, dialect: "sqlite" | "postgres"): StoreWr
       if (dialect === "postgres") q = q.forUpdate();
       const r = await q.executeTakeFirst();
       return r === undefined ? undefined : Number(r.revision);
+    },
+    async lockAccount(accountId) {
+      if (dialect === "postgres") await db.selectFrom("accounts").select("id").where("id", "=", accountId).forUpdate().execute();
     },
     async lockBootstrap() {
       if (dialect === "postgres") await sql`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`.execute(db);

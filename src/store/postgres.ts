@@ -29,6 +29,9 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
     application_name: "canopy",
+    // notice a dead peer or server within minutes, not the OS default of hours
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   pool.on("error", (err) => opts.onPoolError?.(err));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
@@ -82,6 +85,13 @@ async function listen(connectionString: string, subscriber: ChangeSubscriber): P
     try {
       await c.connect();
       await c.query(`LISTEN ${CHANGE_CHANNEL}`);
+      if (stopped) {
+        // unsubscribed while connecting: this connection must not outlive the store
+        c.removeAllListeners();
+        c.on("error", () => undefined);
+        await c.end().catch(() => undefined);
+        return;
+      }
       client = c;
       delay = 250;
       if (!first) subscriber.onReconnect();

@@ -218,6 +218,12 @@ export interface StoreWriter extends StoreReader {
    * environment's committed revision, or undefined when it no longer exists.
    */
   lockEnvironment(environmentId: string): Promise<number | undefined>;
+  /**
+   * Takes the account's lock for the rest of the transaction (PostgreSQL: row lock). Writes whose set
+   * of affected environments depends on the account's environments (identity and membership writes,
+   * environment creation and deletion) take it first, so that set cannot change underneath them.
+   */
+  lockAccount(accountId: string): Promise<void>;
   /** Serializes first-start bootstrap across processes (PostgreSQL advisory lock; SQLite: no-op). */
   lockBootstrap(): Promise<void>;
   /** Tells other replicas, when this transaction commits, that the environment reached `revision` (-1 = deleted). */

@@ -1302,6 +1302,30 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         }
       });
 
+      it("lockAccount is taken inside a transaction and holds off a second locker until commit", async () => {
+        const { account } = await seedEnvironment(store);
+        const order: string[] = [];
+        let release!: () => void;
+        const holding = new Promise<void>((r) => (release = r));
+        let locked!: () => void;
+        const isLocked = new Promise<void>((r) => (locked = r));
+        const first = store.transaction(async (tx) => {
+          await tx.lockAccount(account.id);
+          locked();
+          await holding;
+          order.push("first commits");
+        });
+        await isLocked;
+        const second = store.transaction(async (tx) => {
+          await tx.lockAccount(account.id);
+          order.push("second locked");
+        });
+        await new Promise((r) => setTimeout(r, 100));
+        release();
+        await Promise.all([first, second]);
+        expect(order).toEqual(["first commits", "second locked"]);
+      });
+
       it("lockBootstrap can be taken inside a transaction on every dialect", async () => {
         const acct = makeAccount();
         await store.transaction(async (tx) => {
