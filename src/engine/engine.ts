@@ -96,6 +96,8 @@ interface RoleState {
   id: string;
   name: string;
   permissions: Set<string>;
+  /** the same set as bits over the environment's permission index (one bit test per assignment) */
+  bits: Uint32Array;
   deleted: boolean;
 }
 
@@ -118,6 +120,8 @@ interface EnvironmentState {
   /** node id -> node, the source the closure is rebuilt from (replaced, never mutated, on a change) */
   nodes: Map<string, TreeNode>;
   readonly permissions: Set<string>;
+  /** permission key -> small integer, stable while the key exists (role bit positions) */
+  readonly permIndex: Map<string, number>;
   readonly roles: Map<string, RoleState>;
   readonly byIdentity: Map<string, Subject>;
   readonly byId: Map<string, IndexedAssignment>;
@@ -224,6 +228,25 @@ export function createEngine(): Engine {
     if (subject.records.length === 0) e.byIdentity.delete(a.identityId);
   }
 
+  /** The next free permission index (indexes of removed keys are not reused: bits stay unambiguous). */
+  function nextIndex(e: EnvironmentState): number {
+    let max = -1;
+    for (const v of e.permIndex.values()) if (v > max) max = v;
+    return Math.max(max + 1, e.permIndex.size);
+  }
+
+  function makeRole(e: EnvironmentState, r: RoleRecord): RoleState {
+    const permissions = new Set(r.permissionKeys);
+    let top = 0;
+    for (const k of permissions) top = Math.max(top, (e.permIndex.get(k) ?? -1) + 1);
+    const bits = new Uint32Array(Math.ceil(top / 32));
+    for (const k of permissions) {
+      const b = e.permIndex.get(k);
+      if (b !== undefined) bits[b >>> 5] |= 1 << (b & 31);
+    }
+    return { id: r.id, name: r.name, permissions, bits, deleted: false };
+  }
+
   function membershipState(applicationId: string, identityId: string): MembershipState | undefined {
     const m = memberships.get(applicationId)?.get(identityId);
     return m && m.status !== null ? m : undefined;
@@ -254,11 +277,13 @@ export function createEngine(): Engine {
         closure: new Closure(nodes.values(), s.rootNodeId),
         nodes,
         permissions: new Set(s.permissionKeys),
+        permIndex: new Map(),
         roles: new Map(),
         byIdentity: new Map(),
         byId: new Map(),
       };
-      for (const r of s.roles) e.roles.set(r.id, { id: r.id, name: r.name, permissions: new Set(r.permissionKeys), deleted: false });
+      for (const k of e.permissions) e.permIndex.set(k, e.permIndex.size);
+      for (const r of s.roles) e.roles.set(r.id, makeRole(e, r));
       for (const a of s.assignments) indexAssignment(e, a);
       envs.set(s.id, e);
     },
@@ -313,23 +338,32 @@ export function createEngine(): Engine {
       e.closure = closure;
     },
     putPermission(id, key) {
-      env(id).permissions.add(key);
+      const e = env(id);
+      e.permissions.add(key);
+      if (!e.permIndex.has(key)) e.permIndex.set(key, nextIndex(e));
     },
     removePermission(id, key) {
       const e = env(id);
       e.permissions.delete(key);
-      for (const r of e.roles.values()) r.permissions.delete(key);
+      const bit = e.permIndex.get(key);
+      e.permIndex.delete(key);
+      for (const r of e.roles.values()) {
+        r.permissions.delete(key);
+        if (bit !== undefined && (bit >>> 5) < r.bits.length) r.bits[bit >>> 5] &= ~(1 << (bit & 31));
+      }
     },
     putRole(id, role) {
       const e = env(id);
       const current = e.roles.get(role.id);
       if (current) {
         // same object, new fields: assignments holding a reference see the change at once
-        current.name = role.name;
-        current.permissions = new Set(role.permissionKeys);
+        const next = makeRole(e, role);
+        current.name = next.name;
+        current.bits = next.bits;
+        current.permissions = next.permissions;
         return;
       }
-      const state: RoleState = { id: role.id, name: role.name, permissions: new Set(role.permissionKeys), deleted: false };
+      const state = makeRole(e, role);
       e.roles.set(role.id, state);
       for (const a of e.byId.values()) if (a.roleId === role.id) a.role = state;
     },
@@ -393,7 +427,10 @@ export function createEngine(): Engine {
       const identity = identityState && identityState.exists ? identityState : undefined;
       const membership = membershipObj?.status ?? undefined;
       if (!identity || identity.accountId !== e.accountId || (q.membersOnly && membership === undefined)) return deny(result, "UNKNOWN_IDENTITY");
-      if (!e.permissions.has(q.permission)) return deny(result, "UNKNOWN_PERMISSION");
+      const bit = e.permIndex.get(q.permission);
+      if (bit === undefined) return deny(result, "UNKNOWN_PERMISSION");
+      const word = bit >>> 5;
+      const mask = 1 << (bit & 31);
       let n = -1;
       if (q.scope === "node") {
         n = closure.positionOf(nodeId);
@@ -420,7 +457,7 @@ export function createEngine(): Engine {
           if (n >= 0 && !closure.containsPosition(a, n)) continue;
           inScope = true;
           const role = rec.role;
-          if (role === undefined || role.deleted || !role.permissions.has(q.permission)) continue;
+          if (role === undefined || role.deleted || word >= role.bits.length || (role.bits[word] & mask) === 0) continue;
           // Written so that only a positive answer grants: an invalid instant (NaN) matches nothing.
           if (q.at >= rec.effectiveFrom && (rec.effectiveTo === null || q.at < rec.effectiveTo)) (grants ??= []).push(rec);
           else if (q.at < rec.effectiveFrom) scheduled = true;
