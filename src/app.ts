@@ -40,7 +40,7 @@ export async function startApp(config: Config, opts: { clock?: Clock; logger?: L
   });
   const bootstrap = await canopy.bootstrap({ adminKey: config.adminKey });
   await canopy.start();
-  const server = createCanopyServer({ canopy, logger, maxRequestBytes: config.maxRequestBytes });
+  const server = createCanopyServer({ canopy, logger, maxRequestBytes: config.maxRequestBytes, benchEcho: config.benchEcho });
   const address = await server.listen(config.port, config.host);
   return {
     canopy,

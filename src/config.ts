@@ -19,6 +19,8 @@ export interface Config {
   logLevel: string;
   /** bytes; larger requests are refused with RESOURCE_EXHAUSTED */
   maxRequestBytes: number;
+  /** CANOPY_BENCH_ECHO=true serves canopy.bench.v1.EchoService without auth, the benchmark's transport floor (default false) */
+  benchEcho: boolean;
   limits: Limits;
 }
 
@@ -45,6 +47,13 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   return n;
 }
 
+function flag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "" || raw === "false") return false;
+  if (raw === "true") return true;
+  throw new Error(`${name} must be true or false, got ${JSON.stringify(raw)}`);
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const limits = { ...DEFAULT_LIMITS };
   for (const [k, name] of Object.entries(LIMIT_VARS) as Array<[keyof Limits, string]>) limits[k] = positiveInt(env, name, DEFAULT_LIMITS[k]);
@@ -68,6 +77,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     adminKey,
     logLevel: env.CANOPY_LOG_LEVEL || "info",
     maxRequestBytes: positiveInt(env, "CANOPY_MAX_REQUEST_BYTES", 4 * 1024 * 1024),
+    benchEcho: flag(env, "CANOPY_BENCH_ECHO"),
     limits: Object.freeze(limits),
   });
 }

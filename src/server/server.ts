@@ -4,6 +4,7 @@ import type { Canopy } from "../domain/canopy.js";
 import type { Logger } from "../domain/runtime.js";
 import { canopyRoutes } from "../api/routes.js";
 import { authInterceptor, consistencyInterceptor, errorInterceptor } from "../api/interceptors.js";
+import { EchoService } from "../gen/canopy/bench/v1/echo_pb.js";
 import { createDualServer } from "./listen.js";
 
 export interface CanopyServer {
@@ -15,11 +16,17 @@ export interface CanopyServer {
 /**
  * The Connect server: every Canopy service on one port, speaking gRPC, gRPC-Web and Connect over
  * HTTP/2 cleartext and HTTP/1.1. Interceptors run in a fixed order: errors (outermost) → auth →
- * consistency (min_revision).
+ * consistency (min_revision). `benchEcho` adds the benchmark's transport floor (see echo.proto).
  */
-export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number }): CanopyServer {
+export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean }): CanopyServer {
+  const routes = canopyRoutes(deps.canopy);
   const handler = connectNodeAdapter({
-    routes: canopyRoutes(deps.canopy),
+    routes: (router) => {
+      routes(router);
+      // Per-service options replace the adapter's: an empty list runs Echo with no interceptor
+      // (no auth), so it costs exactly the bare Connect stack.
+      if (deps.benchEcho) router.service(EchoService, { echo: (req) => ({ payload: req.payload }) }, { interceptors: [] });
+    },
     interceptors: [errorInterceptor(deps.logger), authInterceptor(deps.canopy), consistencyInterceptor(deps.canopy)],
     readMaxBytes: deps.maxRequestBytes,
     grpc: true,
