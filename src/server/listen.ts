@@ -36,6 +36,8 @@ export function createDualServer(handler: Handler): DualServer {
 
   const tcp = net.createServer((socket) => {
     sockets.add(socket);
+    // small RPC frames must not wait for Nagle's algorithm
+    socket.setNoDelay(true);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
     if (closing) {
