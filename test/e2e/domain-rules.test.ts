@@ -12,6 +12,7 @@ import { snapshotDatabase } from "./db-snapshot.js";
 import { AccessModel, AssignmentState } from "../../src/gen/canopy/v1/common_pb.js";
 import { CheckScope, DenialReason } from "../../src/gen/canopy/v1/check_pb.js";
 import { MembershipStatus } from "../../src/gen/canopy/v1/identity_pb.js";
+import { failure } from "../support/errors.js";
 
 /** False on a PostgreSQL run whose server is down (locally: skip; under CI=true backendReady throws). */
 const ready = await backendReady();
@@ -28,15 +29,6 @@ interface Expected {
   mentions?: string[];
 }
 
-async function failure(call: () => Promise<unknown>): Promise<ConnectError> {
-  let result: unknown;
-  try {
-    result = await call();
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error(`expected the call to fail, but it succeeded with ${JSON.stringify(result, (_k, v) => (typeof v === "bigint" ? v.toString() : v))}`);
-}
 
 function assertError(err: ConnectError, exp: Expected): void {
   const got: Record<string, unknown> = { code: Code[err.code] };

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backendReady, startTestServer, T0, type Clients, type TestServer } from "./harness.js";
 import { CheckScope, DenialReason } from "../../src/gen/canopy/v1/check_pb.js";
 import { MembershipStatus } from "../../src/gen/canopy/v1/identity_pb.js";
+import { failure } from "../support/errors.js";
 
 /** False on a PostgreSQL run whose server is down (locally: skip; under CI=true backendReady throws). */
 const ready = await backendReady();
@@ -20,15 +21,6 @@ const REFUSED = [Code.NotFound, Code.PermissionDenied];
 /** Serializes anything (bigint-safe) so responses can be scanned for leaked data. */
 const dump = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x));
 
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  let res: unknown;
-  try {
-    res = await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error(`expected the call to fail, it returned ${dump(res)}`);
-}
 
 describe.skipIf(!ready)("tenant isolation between environments of two applications", () => {
   let s: TestServer;

@@ -15,6 +15,7 @@ import { AdminService } from "../../src/gen/canopy/v1/admin_pb.js";
 import { CatalogService } from "../../src/gen/canopy/v1/catalog_pb.js";
 import { CheckService } from "../../src/gen/canopy/v1/check_pb.js";
 import { HierarchyService } from "../../src/gen/canopy/v1/hierarchy_pb.js";
+import { failure } from "../support/errors.js";
 
 /** False on a PostgreSQL run whose server is down (locally: skip; under CI=true backendReady throws). */
 const ready = await backendReady();
@@ -22,15 +23,6 @@ const ready = await backendReady();
 const dump = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x));
 const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest("hex");
 
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  let res: unknown;
-  try {
-    res = await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error(`expected the call to fail, it returned ${dump(res)}`);
-}
 
 describe.skipIf(!ready)("API keys", () => {
   let s: TestServer;
