@@ -19,7 +19,7 @@ import { engineThroughput, loadEngine, verify } from "./engine-bench.js";
 import { createOracle } from "./oracle.js";
 import { fmtInt, fmtMs, percentile, type Table } from "./report.js";
 import { bootstrapStore, seedWorkload, type BootstrappedDatabase } from "./seed.js";
-import { generateWorkload, prng, type Workload, type WorkloadAssignment, type WorkloadCheck } from "./workload.js";
+import { generateChecks, generateWorkload, prng, type Workload, type WorkloadAssignment, type WorkloadCheck } from "./workload.js";
 
 /**
  * Storage and scale: BulkCreateAssignments streaming into SQLite and PostgreSQL, cold start of the
@@ -788,24 +788,8 @@ function growthWorkload(name: string, fanout: number[], identities: number, perI
       assignments.push({ id: `a-${assignments.length.toString(16).padStart(32, "0")}`, identityId, roleId, nodeId, effectiveFrom, effectiveTo });
     }
   }
-  const children = new Map<string, string[]>();
-  for (const n of base.nodes) if (n.parentId) (children.get(n.parentId) ?? children.set(n.parentId, []).get(n.parentId)!).push(n.id);
-  const roleById = new Map(base.roles.map((r) => [r.id, r]));
-  const out: WorkloadCheck[] = [];
-  while (out.length < checks) {
-    if (rnd() < 0.55) {
-      const a = pick(assignments);
-      let node = a.nodeId;
-      for (let steps = Math.floor(rnd() * 4); steps > 0; steps--) {
-        const kids = children.get(node);
-        if (!kids) break;
-        node = pick(kids);
-      }
-      out.push({ identityId: a.identityId, permission: pick(roleById.get(a.roleId)!.permissionKeys), nodeId: node });
-    } else {
-      out.push({ identityId: pick(base.identityIds), permission: pick(base.permissionKeys), nodeId: pick(base.nodes).id });
-    }
-  }
+  const out = generateChecks(rnd, base, assignments, checks);
+
   return { ...base, assignments, checks: out };
 }
 

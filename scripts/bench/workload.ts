@@ -140,13 +140,26 @@ export function generateWorkload(spec: WorkloadSpec, seed = 42): Workload {
     assignments.push({ id: id("a", assignments.length), identityId, roleId, nodeId: node.id, effectiveFrom, effectiveTo });
   }
 
-  // checks: half aimed at a grant (a node under an assignment, a permission of its role), half random
-  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const checks = generateChecks(rnd, { nodes, roles, identityIds, permissionKeys }, assignments, spec.checks);
+  return { name: spec.name, seed, at: AT, nodes, permissionKeys, roles, identityIds, assignments, checks };
+}
+
+/**
+ * Checks over a workload: 55 % aimed at a grant (a node at or below an assignment's node, a permission of
+ * its role), the rest random; the oracle decides which are allowed (about half).
+ */
+export function generateChecks(
+  rnd: () => number,
+  base: Pick<Workload, "nodes" | "roles" | "identityIds" | "permissionKeys">,
+  assignments: WorkloadAssignment[],
+  count: number,
+): WorkloadCheck[] {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
   const children = new Map<string, string[]>();
-  for (const n of nodes) if (n.parentId) (children.get(n.parentId) ?? children.set(n.parentId, []).get(n.parentId)!).push(n.id);
-  const roleById = new Map(roles.map((r) => [r.id, r]));
+  for (const n of base.nodes) if (n.parentId) (children.get(n.parentId) ?? children.set(n.parentId, []).get(n.parentId)!).push(n.id);
+  const roleById = new Map(base.roles.map((r) => [r.id, r]));
   const checks: WorkloadCheck[] = [];
-  while (checks.length < spec.checks) {
+  while (checks.length < count) {
     if (rnd() < 0.55) {
       const a = pick(assignments);
       let node = a.nodeId;
@@ -158,9 +171,8 @@ export function generateWorkload(spec: WorkloadSpec, seed = 42): Workload {
       }
       checks.push({ identityId: a.identityId, permission: pick(roleById.get(a.roleId)!.permissionKeys), nodeId: node });
     } else {
-      checks.push({ identityId: pick(identityIds), permission: pick(permissionKeys), nodeId: pick(nodes).id });
+      checks.push({ identityId: pick(base.identityIds), permission: pick(base.permissionKeys), nodeId: pick(base.nodes).id });
     }
   }
-  void byId;
-  return { name: spec.name, seed, at: AT, nodes, permissionKeys, roles, identityIds, assignments, checks };
+  return checks;
 }

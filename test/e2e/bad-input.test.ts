@@ -17,7 +17,7 @@ import { snapshotDatabase } from "./db-snapshot.js";
 import { AccessModel, AssignmentState } from "../../src/gen/canopy/v1/common_pb.js";
 import { CheckScope, DenialReason } from "../../src/gen/canopy/v1/check_pb.js";
 import { MembershipStatus } from "../../src/gen/canopy/v1/identity_pb.js";
-import { failure } from "../support/errors.js";
+import { assertError, failure, type Expected } from "../support/errors.js";
 
 /** False on a PostgreSQL run whose server is down (locally: skip; under CI=true backendReady throws). */
 const ready = await backendReady();
@@ -30,37 +30,8 @@ const UNKNOWN2 = "01900000-0000-7000-8000-00000000beef";
 const TOO_LONG_ID = "x".repeat(65);
 const HOUR = 3_600_000;
 
-interface Expected {
-  code: Code;
-  /** exact value of the canopy-error-field header */
-  field?: string;
-  /** exact value of the canopy-error-reason header */
-  reason?: string;
-  /** substrings the message must contain (ids or field names); functions are read when the case runs */
-  mentions?: Array<string | (() => string)>;
-}
 
 
-function assertError(err: ConnectError, exp: Expected): void {
-  const got: Record<string, unknown> = { code: Code[err.code] };
-  const want: Record<string, unknown> = { code: Code[exp.code] };
-  if (exp.field !== undefined) {
-    got.field = err.metadata.get("canopy-error-field");
-    want.field = exp.field;
-  }
-  if (exp.reason !== undefined) {
-    got.reason = err.metadata.get("canopy-error-reason");
-    want.reason = exp.reason;
-  }
-  expect(got, `error was: [${Code[err.code]}] ${err.rawMessage}`).toEqual(want);
-  for (const m of exp.mentions ?? []) {
-    const text = typeof m === "function" ? m() : m;
-    expect(text.length, "a fixture id was not set").toBeGreaterThan(0);
-    expect(err.rawMessage, "the message names what is at fault").toContain(text);
-  }
-  // every error names something: a field header or a non-empty message
-  expect(err.rawMessage.length).toBeGreaterThan(0);
-}
 
 describe.skipIf(!ready)("bad input leaves stored data exactly as it was", () => {
   let s: TestServer;

@@ -12,7 +12,7 @@ import { snapshotDatabase } from "./db-snapshot.js";
 import { AccessModel, AssignmentState } from "../../src/gen/canopy/v1/common_pb.js";
 import { CheckScope, DenialReason } from "../../src/gen/canopy/v1/check_pb.js";
 import { MembershipStatus } from "../../src/gen/canopy/v1/identity_pb.js";
-import { failure } from "../support/errors.js";
+import { assertError, failure, type Expected } from "../support/errors.js";
 
 /** False on a PostgreSQL run whose server is down (locally: skip; under CI=true backendReady throws). */
 const ready = await backendReady();
@@ -22,28 +22,8 @@ const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 const UNKNOWN = "01900000-0000-7000-8000-00000000dead";
 
-interface Expected {
-  code: Code;
-  field?: string;
-  reason?: string;
-  mentions?: string[];
-}
 
 
-function assertError(err: ConnectError, exp: Expected): void {
-  const got: Record<string, unknown> = { code: Code[err.code] };
-  const want: Record<string, unknown> = { code: Code[exp.code] };
-  if (exp.field !== undefined) {
-    got.field = err.metadata.get("canopy-error-field");
-    want.field = exp.field;
-  }
-  if (exp.reason !== undefined) {
-    got.reason = err.metadata.get("canopy-error-reason");
-    want.reason = exp.reason;
-  }
-  expect(got, `error was: [${Code[err.code]}] ${err.rawMessage}`).toEqual(want);
-  for (const m of exp.mentions ?? []) expect(err.rawMessage).toContain(m);
-}
 
 const reasonOf = (r: { allowed: boolean; denialReason: DenialReason }) => (r.allowed ? "ALLOWED" : DenialReason[r.denialReason]);
 
