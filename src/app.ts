@@ -17,6 +17,8 @@ export interface App {
   port: number;
   /** secrets created on first start (printed once), or null */
   bootstrap: { adminKey: string; developmentKey: string; generatedAdminKey: boolean } | null;
+  /** calls answered by the fast path (src/server/fast-path.ts) */
+  fastPathCalls(): number;
   close(): Promise<void>;
 }
 
@@ -28,6 +30,7 @@ export async function startApp(config: Config, opts: { clock?: Clock; logger?: L
   const logger = opts.logger ?? pino({ level: config.logLevel });
   const store = await createStore(config.databaseUrl, {
     poolSize: config.databasePoolSize,
+    sqliteCacheMb: config.sqliteCacheMb,
     onPoolError: (err) => logger.warn({ err: err.message }, "database connection lost; the pool reconnects on next use"),
   });
   const canopy = createCanopy({
@@ -40,7 +43,7 @@ export async function startApp(config: Config, opts: { clock?: Clock; logger?: L
   });
   const bootstrap = await canopy.bootstrap({ adminKey: config.adminKey });
   await canopy.start();
-  const server = createCanopyServer({ canopy, logger, maxRequestBytes: config.maxRequestBytes, benchEcho: config.benchEcho });
+  const server = createCanopyServer({ canopy, logger, maxRequestBytes: config.maxRequestBytes, benchEcho: config.benchEcho, fastPath: config.fastPath });
   const address = await server.listen(config.port, config.host);
   return {
     canopy,
@@ -48,6 +51,7 @@ export async function startApp(config: Config, opts: { clock?: Clock; logger?: L
     url: `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`,
     port: address.port,
     bootstrap,
+    fastPathCalls: () => server.fastPathCalls(),
     async close() {
       await server.close();
       await canopy.stop();

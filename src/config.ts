@@ -1,4 +1,5 @@
 import { DEFAULT_LIMITS, type Limits } from "./domain/limits.js";
+import { DEFAULT_SQLITE_CACHE_MB } from "./store/sqlite.js";
 
 /**
  * The only module that reads process.env. Returns a frozen, validated config; a bad value stops the
@@ -10,6 +11,8 @@ export interface Config {
   databaseUrl: string;
   /** PostgreSQL connections per process (CANOPY_DATABASE_POOL_SIZE) */
   databasePoolSize: number;
+  /** SQLite page cache in MiB (CANOPY_SQLITE_CACHE_MB) */
+  sqliteCacheMb: number;
   /** how often a PostgreSQL replica polls revisions as a safety net for lost notifications (ms) */
   pollIntervalMs: number;
   /** a PostgreSQL replica that has not confirmed it is current for this long answers UNAVAILABLE (ms) */
@@ -21,6 +24,8 @@ export interface Config {
   maxRequestBytes: number;
   /** CANOPY_BENCH_ECHO=true serves canopy.bench.v1.EchoService without auth, the benchmark's transport floor (default false) */
   benchEcho: boolean;
+  /** CANOPY_FAST_PATH (default true): Check and CheckBulk over gRPC / Connect binary skip the Connect adapter (src/server/fast-path.ts) */
+  fastPath: boolean;
   limits: Limits;
 }
 
@@ -47,9 +52,10 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   return n;
 }
 
-function flag(env: NodeJS.ProcessEnv, name: string): boolean {
+function flag(env: NodeJS.ProcessEnv, name: string, fallback = false): boolean {
   const raw = env[name];
-  if (raw === undefined || raw === "" || raw === "false") return false;
+  if (raw === undefined || raw === "") return fallback;
+  if (raw === "false") return false;
   if (raw === "true") return true;
   throw new Error(`${name} must be true or false, got ${JSON.stringify(raw)}`);
 }
@@ -72,12 +78,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     port,
     databaseUrl: env.CANOPY_DATABASE_URL || DEFAULT_DATABASE_URL,
     databasePoolSize: positiveInt(env, "CANOPY_DATABASE_POOL_SIZE", 10),
+    sqliteCacheMb: positiveInt(env, "CANOPY_SQLITE_CACHE_MB", DEFAULT_SQLITE_CACHE_MB),
     pollIntervalMs,
     maxStalenessMs,
     adminKey,
     logLevel: env.CANOPY_LOG_LEVEL || "info",
     maxRequestBytes: positiveInt(env, "CANOPY_MAX_REQUEST_BYTES", 4 * 1024 * 1024),
     benchEcho: flag(env, "CANOPY_BENCH_ECHO"),
+    fastPath: flag(env, "CANOPY_FAST_PATH", true),
     limits: Object.freeze(limits),
   });
 }

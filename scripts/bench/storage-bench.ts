@@ -1,7 +1,7 @@
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { fork, spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
@@ -16,10 +16,13 @@ import { CreateNodeRequestSchema, CreateNodeResponseSchema, MoveNodeRequestSchem
 import { createKyselyStore, createStore, openSqliteDatabase } from "../../src/store/index.js";
 import type { Store } from "../../src/store/store.js";
 import { engineThroughput, loadEngine, verify } from "./engine-bench.js";
+import { seedSqliteFile } from "./seed-cache.js";
+import type { LoopReply, LoopRequest, LoopSample } from "./check-loop.js";
 import { createOracle } from "./oracle.js";
 import { fmtInt, fmtMs, percentile, type Table } from "./report.js";
 import { bootstrapStore, seedWorkload, type BootstrappedDatabase } from "./seed.js";
 import { generateChecks, generateWorkload, prng, type Workload, type WorkloadAssignment, type WorkloadCheck } from "./workload.js";
+import { cpuMs, machineBusyMs } from "./proc.js";
 
 /**
  * Storage and scale: BulkCreateAssignments streaming into SQLite and PostgreSQL, cold start of the
@@ -30,6 +33,7 @@ import { generateChecks, generateWorkload, prng, type Workload, type WorkloadAss
  */
 
 const MAIN = fileURLToPath(new URL("../../src/main.js", import.meta.url));
+const CHECK_LOOP = fileURLToPath(new URL("./check-loop.js", import.meta.url));
 const PG_BASE_URL = process.env.CANOPY_BENCH_DATABASE_URL || process.env.CANOPY_TEST_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test";
 const ITEMS_PER_MESSAGE = 1_000;
 /** stream messages in flight (sent, not yet fully answered) */
@@ -172,6 +176,7 @@ function maxOf(xs: readonly number[]): number {
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
+const cpuPct = (x: number) => (Number.isFinite(x) ? String(Math.round(x)) : "n/a");
 const mib = (bytes: number) => (Number.isFinite(bytes) ? (bytes / MiB).toFixed(0) : "?");
 
 // ---------------------------------------------------------------------------------------------
@@ -343,6 +348,8 @@ interface ImportResult {
   firstError?: string;
   /** items/s over each tenth of the stream */
   tenths: number[];
+  /** CPU during the stream */
+  cpu: StreamCpu;
   /** the stream's closing summary agreed with the per-item results */
   summaryOk: boolean;
   verified: { checked: number; mismatches: number };
@@ -364,25 +371,34 @@ function encodeBulkMessage(items: readonly WorkloadAssignment[]): Uint8Array {
   );
 }
 
-function readVarint(b: Buffer, pos: number): [number, number] {
+/** the position after the last varint read by readVarint (no tuple per varint: a million results read ~8 each) */
+let varintEnd = 0;
+
+function readVarint(b: Buffer, pos: number): number {
   let v = 0;
   let mul = 1;
   for (;;) {
     const byte = b[pos++];
     v += (byte & 0x7f) * mul;
-    if (byte < 0x80) return [v, pos];
+    if (byte < 0x80) {
+      varintEnd = pos;
+      return v;
+    }
     mul *= 128;
   }
 }
 
 /** Skips one field's value; returns the position after it. */
 function skipField(b: Buffer, pos: number, wireType: number): number {
-  if (wireType === 0) return readVarint(b, pos)[1];
+  if (wireType === 0) {
+    readVarint(b, pos);
+    return varintEnd;
+  }
   if (wireType === 1) return pos + 8;
   if (wireType === 5) return pos + 4;
   if (wireType === 2) {
-    const [len, p] = readVarint(b, pos);
-    return p + len;
+    const len = readVarint(b, pos);
+    return varintEnd + len;
   }
   throw new Error(`unexpected wire type ${wireType}`);
 }
@@ -395,19 +411,24 @@ function skipField(b: Buffer, pos: number, wireType: number): number {
 function resultCode(b: Buffer): number | null {
   let pos = 0;
   while (pos < b.length) {
-    const [tag, p] = readVarint(b, pos);
+    const tag = readVarint(b, pos);
+    const p = varintEnd;
     if (tag >>> 3 === 1 && (tag & 7) === 2) {
-      const [len, start] = readVarint(b, p);
+      const len = readVarint(b, p);
+      const start = varintEnd;
       const end = start + len;
       let q = start;
       while (q < end) {
-        const [t, q1] = readVarint(b, q);
+        const t = readVarint(b, q);
+        const q1 = varintEnd;
         if (t >>> 3 === 2 && (t & 7) === 2) {
-          const [slen, s0] = readVarint(b, q1);
+          const slen = readVarint(b, q1);
+          const s0 = varintEnd;
           let r = s0;
           while (r < s0 + slen) {
-            const [st, r1] = readVarint(b, r);
-            if (st >>> 3 === 1 && (st & 7) === 0) return readVarint(b, r1)[0];
+            const st = readVarint(b, r);
+            const r1 = varintEnd;
+            if (st >>> 3 === 1 && (st & 7) === 0) return readVarint(b, r1);
             r = skipField(b, r1, st & 7);
           }
           return 0;
@@ -422,17 +443,31 @@ function resultCode(b: Buffer): number | null {
   return 0;
 }
 
+/** CPU over a stream, in % of one core: the bench process (the client), the server process, the whole machine (all cores) */
+interface StreamCpu {
+  clientPct: number;
+  serverPct: number;
+  machinePct: number;
+}
+
+
 async function streamAssignments(
   server: Server,
   apiKey: string,
   assignments: readonly WorkloadAssignment[],
   timeoutMs: number,
-): Promise<{ succeeded: number; failed: number; ms: number; tenths: number[]; firstError?: string; summary?: { total: number; succeeded: number; failed: number } }> {
+): Promise<{ succeeded: number; failed: number; ms: number; tenths: number[]; cpu: StreamCpu; firstError?: string; summary?: { total: number; succeeded: number; failed: number } }> {
   const rpc = rpcClient(server.port, apiKey);
   const id = (b: Buffer) => b;
+  // every request message is encoded before the clock starts: the stream measures the server, not protobuf-es in the client
+  const bodies: Buffer[] = [];
+  for (let i = 0; i < assignments.length; i += ITEMS_PER_MESSAGE) bodies.push(Buffer.from(encodeBulkMessage(assignments.slice(i, i + ITEMS_PER_MESSAGE))));
   try {
     return await new Promise((resolvePromise, reject) => {
       const t0 = performance.now();
+      const clientCpu0 = process.cpuUsage();
+      const serverCpu0 = cpuMs(server.pid);
+      const machine0 = machineBusyMs();
       const call = rpc.client.makeBidiStreamRequest("/canopy.v1.AssignmentService/BulkCreateAssignments", id, id, rpc.md, { deadline: Date.now() + timeoutMs });
       let sent = 0;
       let received = 0;
@@ -447,9 +482,8 @@ async function streamAssignments(
       let summary: { total: number; succeeded: number; failed: number } | undefined;
       const pump = () => {
         while (!ended && sent < assignments.length && sent - received < WINDOW_MESSAGES * ITEMS_PER_MESSAGE) {
-          const items = assignments.slice(sent, sent + ITEMS_PER_MESSAGE);
-          call.write(Buffer.from(encodeBulkMessage(items)));
-          sent += items.length;
+          call.write(bodies[sent / ITEMS_PER_MESSAGE]);
+          sent = Math.min(assignments.length, sent + ITEMS_PER_MESSAGE);
         }
         if (!ended && sent === assignments.length) {
           ended = true;
@@ -482,7 +516,9 @@ async function streamAssignments(
       call.on("error", (err: Error) => reject(err));
       call.on("end", () => {
         const ms = performance.now() - t0;
-        resolvePromise({ succeeded, failed: failed + (assignments.length - received), ms, tenths, firstError, summary });
+        const c = process.cpuUsage(clientCpu0);
+        const cpu = { clientPct: ((c.user + c.system) / 1000 / ms) * 100, serverPct: ((cpuMs(server.pid) - serverCpu0) / ms) * 100, machinePct: ((machineBusyMs() - machine0) / ms) * 100 };
+        resolvePromise({ succeeded, failed: failed + (assignments.length - received), ms, tenths, cpu, firstError, summary });
       });
       pump();
     });
@@ -529,6 +565,7 @@ async function importBench(backend: "sqlite" | "postgres", w: Workload, timeoutM
         rssPeak: after.peak,
         firstError: r.firstError,
         tenths: r.tenths,
+        cpu: r.cpu,
         summaryOk,
         verified: v,
         seedMs: boot.seedMs,
@@ -578,36 +615,6 @@ function stats(samples: readonly Sample[], seconds: number, errors: number): Lat
     mismatches: samples.filter((s) => !s.ok).length,
     errors,
   };
-}
-
-/** Closed loops: `concurrency` workers each send a check and await it, until `until()` says stop. */
-async function checkLoad(
-  rpc: Rpc,
-  bodies: Uint8Array[],
-  expected: boolean[],
-  concurrency: number,
-  until: () => boolean,
-  offset: number,
-): Promise<{ samples: Sample[]; seconds: number; errors: number }> {
-  const samples: Sample[] = [];
-  let next = offset;
-  let errors = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (!until()) {
-        const i = next++ % bodies.length;
-        const start = performance.now();
-        try {
-          const allowed = await check(rpc, bodies[i], 30_000);
-          samples.push({ start, end: performance.now(), ok: allowed === expected[i] });
-        } catch {
-          errors++;
-        }
-      }
-    }),
-  );
-  return { samples, seconds: (performance.now() - t0) / 1000, errors };
 }
 
 interface ColdStart {
@@ -672,13 +679,52 @@ interface Churn {
  * CreateNode of a leaf every 4 moves, 100 ms apart. Every node keeps its ancestors (plus at most the
  * holder), so every check keeps its answer throughout and is verified.
  */
+/**
+ * The churn's check client, forked into a process of its own (check-loop.ts) so that this process's
+ * garbage collection — it holds the whole large workload — does not show up as check latency.
+ * Times are epoch ms in both processes.
+ */
+async function forkCheckLoop(port: number, apiKey: string, bodies: Uint8Array[], expected: boolean[]) {
+  const child = fork(CHECK_LOOP, [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  const pending = new Map<number, (r: Extract<LoopReply, { type: "done" }>) => void>();
+  let ready: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  child.on("message", (m: LoopReply) => {
+    if (m.type === "ready") ready();
+    else pending.get(m.id)?.(m);
+  });
+  const send = (m: LoopRequest) => child.send(m);
+  send({ type: "init", port, apiKey, bodies: bodies.map((b) => Buffer.from(b).toString("base64")), expected });
+  await isReady;
+  let nextId = 0;
+  const toSamples = (xs: LoopSample[]): Sample[] => xs.map(([start, end, ok]) => ({ start, end, ok }));
+  return {
+    /** closed loops for `seconds`, or until `stop` resolves */
+    async run(concurrency: number, offset: number, until: { seconds: number } | { stop: Promise<unknown> }) {
+      const id = nextId++;
+      const done = new Promise<Extract<LoopReply, { type: "done" }>>((r) => pending.set(id, r));
+      send({ type: "run", id, concurrency, offset, seconds: "seconds" in until ? until.seconds : undefined });
+      if ("stop" in until) void until.stop.finally(() => send({ type: "stop", id }));
+      const r = await done;
+      pending.delete(id);
+      return { samples: toSamples(r.samples), seconds: r.seconds, errors: r.errors };
+    },
+    close() {
+      child.disconnect();
+    },
+  };
+}
+
 async function churn(server: Server, apiKey: string, w: Workload, moves: number, baselineSeconds: number): Promise<Churn> {
-  const reader = rpcClient(server.port, apiKey);
   const writer = rpcClient(server.port, apiKey);
+  const oracle = createOracle(w);
+  const bodies = w.checks.map((c) => encodeCheck(c, w.at));
+  const expected = w.checks.map((c) => oracle(c.identityId, c.permission, c.nodeId));
+  const reader = await forkCheckLoop(server.port, apiKey, bodies, expected);
+  const epochNow = () => performance.timeOrigin + performance.now();
   try {
-    const oracle = createOracle(w);
-    const bodies = w.checks.map((c) => encodeCheck(c, w.at));
-    const expected = w.checks.map((c) => oracle(c.identityId, c.permission, c.nodeId));
     const root = w.nodes[0].id;
     const top = w.nodes.filter((n) => n.parentId === root).map((n) => n.id);
     const maxDepth = maxOf(w.nodes.map((x) => x.depth));
@@ -687,9 +733,9 @@ async function churn(server: Server, apiKey: string, w: Workload, moves: number,
     let writeErrors = 0;
     let writeIntervals: Array<[number, number]> = [];
     const timeWrite = async (path: string, body: Uint8Array): Promise<{ ms: number; res: Buffer }> => {
-      const s = performance.now();
+      const s = epochNow();
       const res = await writer.unary(path, body, 60_000);
-      const e = performance.now();
+      const e = epochNow();
       writeIntervals.push([s, e]);
       return { ms: e - s, res };
     };
@@ -699,20 +745,18 @@ async function churn(server: Server, apiKey: string, w: Workload, moves: number,
 
     const phases: ChurnPhase[] = [];
     // warm-up (JIT, connections), not measured
-    const warmUntil = performance.now() + 1000;
-    const warm = await checkLoad(reader, bodies, expected, CHECK_CONCURRENCY, () => performance.now() >= warmUntil, 0);
+    const warm = await reader.run(CHECK_CONCURRENCY, 0, { seconds: 1 });
     let offset = warm.samples.length + warm.errors;
     for (const concurrency of [CHECK_CONCURRENCY, 1]) {
-      const stopAt = performance.now() + baselineSeconds * 1000;
-      const base = await checkLoad(reader, bodies, expected, concurrency, () => performance.now() >= stopAt, offset);
+      const base = await reader.run(concurrency, offset, { seconds: baselineSeconds });
       offset += base.samples.length + base.errors;
 
       writeIntervals = [];
       const moveTimes: number[] = [];
       const createTimes: number[] = [];
-      let writing = true;
+      // the check loops of this phase run until the writes are done
       const writes = (async () => {
-        try {
+        {
           for (let i = 0; i < moves; i++) {
             await sleep(100);
             const node = top[Math.floor(i / 2) % top.length];
@@ -732,11 +776,9 @@ async function churn(server: Server, apiKey: string, w: Workload, moves: number,
             }
           }
           await sleep(100);
-        } finally {
-          writing = false;
         }
       })();
-      const during = await checkLoad(reader, bodies, expected, concurrency, () => !writing, offset);
+      const during = await reader.run(concurrency, offset, { stop: writes });
       await writes;
       offset += during.samples.length + during.errors;
       const overlapping = during.samples.filter((s) => writeIntervals.some(([ws, we]) => s.start < we && ws < s.end));
@@ -838,7 +880,19 @@ function growthSection(quick: boolean): { table: Table; failed: boolean; summary
 // ---------------------------------------------------------------------------------------------
 // the section
 
-export async function storageSection(opts: { quick: boolean; small: Workload; large: Workload }): Promise<StorageSectionResult> {
+/**
+ * `importOnly` runs just the BulkCreateAssignments import (no cold start, churn or growth);
+ * `importItems` imports the first N assignments of the workload instead of all of them.
+ */
+export async function storageSection(opts: {
+  quick: boolean;
+  small: Workload;
+  large: Workload;
+  importOnly?: boolean;
+  importItems?: number;
+  /** skip the import: cold start and churn on the large workload seeded through the Store API */
+  coldOnly?: boolean;
+}): Promise<StorageSectionResult> {
   const { quick } = opts;
   const tables: Table[] = [];
   const summary: Record<string, number> = {};
@@ -854,9 +908,13 @@ export async function storageSection(opts: { quick: boolean; small: Workload; la
 
     // the import workload: full = the large workload's 1 M assignments; quick = 100 k
     // (quick: 10 k identities × 10 on the small tree, so that seeding identities row by row stays short)
-    const importW = quick
+    const fullImportW = quick
       ? growthWorkload("small tree, 10 k identities × 10 assignments", [5, 10, 10, 10], 10_000, 10, 20_000)
       : opts.large;
+    const importW =
+      opts.importItems !== undefined && opts.importItems < fullImportW.assignments.length
+        ? { ...fullImportW, assignments: fullImportW.assignments.slice(0, opts.importItems) }
+        : fullImportW;
     const importTimeout = quick ? 180_000 : 900_000;
     let sqliteImport: { db: Database; apiKey: string; complete: boolean } | undefined;
     try {
@@ -864,20 +922,24 @@ export async function storageSection(opts: { quick: boolean; small: Workload; la
       const rows: Table["rows"] = [];
       const notes: string[] = [];
       const pgDown = await postgresReachable();
-      for (const backend of ["sqlite", "postgres"] as const) {
+      // SQLite's import, then cold start and churn on the file it wrote, then PostgreSQL's import: the
+      // database server keeps working for a while after taking 1 M rows (checkpoint, autovacuum) and
+      // would share the cores with the cold start and the churn.
+      const importOne = async (backend: "sqlite" | "postgres") => {
         if (backend === "postgres" && pgDown) {
           rows.push(["PostgreSQL", fmtInt(importW.assignments.length), "skipped", "", "", "", "", "", "", "", ""]);
           notes.push(`PostgreSQL at ${new URL(PG_BASE_URL).host} is unreachable (${pgDown}): its import was skipped.`);
-          continue;
+          return;
         }
         log(`storage: BulkCreateAssignments into ${backend}…`);
         try {
           const { result: r, db, apiKey } = await importBench(backend, importW, importTimeout, log, backend === "sqlite");
           if (backend === "sqlite") sqliteImport = { db, apiKey, complete: r.failed === 0 && r.succeeded === importW.assignments.length };
-          log(`  ${backend}: ${fmtInt(r.succeeded)} items in ${fmtMs(r.ms)} (${fmtInt(r.itemsPerSec)}/s), ${fmtInt(r.failed)} failed, server RSS ${mib(r.rssBefore)} → ${mib(r.rssAfter)} MiB`);
+          log(`  ${backend}: ${fmtInt(r.succeeded)} items in ${fmtMs(r.ms)} (${fmtInt(r.itemsPerSec)}/s), ${fmtInt(r.failed)} failed, server RSS ${mib(r.rssBefore)} → ${mib(r.rssAfter)} MiB; CPU % of a core: server ${cpuPct(r.cpu.serverPct)}, client ${cpuPct(r.cpu.clientPct)}, machine ${cpuPct(r.cpu.machinePct)}`);
           if (r.failed > 0 || r.verified.mismatches > 0 || !r.summaryOk) failed = true;
           if (r.firstError) notes.push(`${backend}: first failed item: ${r.firstError}`);
           notes.push(`${backend === "sqlite" ? "SQLite" : "PostgreSQL"} items/s by tenth of the stream: ${r.tenths.map((x) => fmtInt(x)).join(", ")}.`);
+          notes.push(`${backend === "sqlite" ? "SQLite" : "PostgreSQL"} CPU during the stream (% of one core): server ${cpuPct(r.cpu.serverPct)}, bench client ${cpuPct(r.cpu.clientPct)}, whole machine ${cpuPct(r.cpu.machinePct)} of ${cpus().length * 100}.`);
           const target = backend === "sqlite" ? 20_000 : 10_000;
           const growth = r.rssAfter - r.rssBefore;
           rows.push([
@@ -903,8 +965,12 @@ export async function storageSection(opts: { quick: boolean; small: Workload; la
           errors.push(`import into ${backend}: ${(err as Error).message}`);
           rows.push([backend === "sqlite" ? "SQLite" : "PostgreSQL", fmtInt(importW.assignments.length), "error", "", "", "", "", "", "", "", (err as Error).message.slice(0, 120)]);
         }
-      }
-      tables.push({
+      };
+      if (!opts.coldOnly) await importOne("sqlite");
+      const importTableAt = tables.length;
+      const pushImportTable = () => {
+        if (opts.coldOnly) return;
+        tables.splice(importTableAt, 0, {
         title: `BulkCreateAssignments streaming (${importW.name}: ${fmtInt(importW.assignments.length)} items)`,
         columns: ["Backend", "Items", "Items/s", "Total", "Failed", "RSS before MiB", "RSS after MiB", "RSS growth MiB", "RSS peak MiB", "Mismatches / checked after", "Target"],
         rows,
@@ -912,9 +978,17 @@ export async function storageSection(opts: { quick: boolean; small: Workload; la
           `One bidi stream over gRPC (grpc-js, h2c) to a separate server process; ${fmtInt(ITEMS_PER_MESSAGE)} items per message, at most ${WINDOW_MESSAGES} messages in flight (a message is done when all its per-item results are back). CANOPY_MAX_STREAM_ITEMS is raised to the item count (default 100,000 per stream).`,
           "Catalog, hierarchy and identities are seeded through the Store API first; \"RSS before\" is the server after it loaded that (one Check), so the growth is the import's. RSS is /proc/<pid>/status VmRSS of the server, peak is VmHWM.",
           "After the import 1,000 checks are answered by the server and compared with the oracle.",
+          "Order of the run: the SQLite import, then the cold start and churn below on the file it wrote, then the PostgreSQL import (PostgreSQL keeps working for a while after taking 1 M rows and would share the cores with them).",
           ...notes,
         ],
-      });
+        });
+      };
+
+      if (opts.importOnly) {
+        if (!opts.coldOnly) await importOne("postgres");
+        pushImportTable();
+        return;
+      }
 
       // 2. cold start of the large workload from SQLite (+ 4. churn on the same server)
       log("storage: cold start from SQLite…");
@@ -932,9 +1006,14 @@ export async function storageSection(opts: { quick: boolean; small: Workload; la
           await sqliteImport.db.drop();
           sqliteImport = undefined;
         }
-        coldW = quick ? opts.small : opts.large;
+        coldW = quick && !opts.coldOnly ? opts.small : opts.large;
         coldDb = await freshDatabase("sqlite");
-        coldKey = (await prepare(coldDb, coldW, log)).apiKey;
+        if (opts.coldOnly) {
+          // seeded once into the seed cache (outside the repository), copied on later runs
+          const seeded = await seedSqliteFile(coldW, coldDb.file!);
+          log(`  ${coldW.name} ${seeded.cached ? "copied from the seed cache" : "seeded"} in ${fmtMs(seeded.ms)}`);
+          coldKey = seeded.apiKey;
+        } else coldKey = (await prepare(coldDb, coldW, log)).apiKey;
       }
       let server: Server | undefined;
       try {
@@ -959,7 +1038,7 @@ export async function storageSection(opts: { quick: boolean; small: Workload; la
           ],
           notes: [
             "Ready = the first Check answered: environments load lazily on first use, so the first Check pays for reading the whole environment (tree, catalog, identities, memberships, assignments) and building the engine. The file was just written, so the OS page cache is warm.",
-            coldW === importW
+            coldW === importW && !opts.coldOnly
               ? "The database is the one the SQLite import above wrote: catalog, tree and identities through the Store API, the assignments through BulkCreateAssignments."
               : "The database was written through the Store API (scripts/bench/seed.ts).",
             quick ? "Quick run: a small workload (seeding the large one takes over a minute); the targets apply to the full run." : "",
@@ -1002,7 +1081,7 @@ export async function storageSection(opts: { quick: boolean; small: Workload; la
           columns: ["Load", "Checks", "Checks/s", "p50", "p99", "p99.9", "max", "> 20 ms", "Mismatches"],
           rows: [...rowsOf(loaded), ...rowsOf(probe)],
           notes: [
-            `One Node client (grpc-js, h2c) sends checks in closed loops; another client writes, 100 ms apart: MoveNode of a child of the root (a ${fmtInt(c.subtreeNodes)}-node subtree) under a new, empty child of the root and back, CreateNode of a leaf every 4 moves. Every check keeps its answer throughout and is verified against the oracle.`,
+            `One Node client (grpc-js, h2c) in a process of its own (scripts/bench/check-loop.ts: this process holds the whole workload, and its garbage collection would show up as check latency) sends checks in closed loops; another client writes, 100 ms apart: MoveNode of a child of the root (a ${fmtInt(c.subtreeNodes)}-node subtree) under a new, empty child of the root and back, CreateNode of a leaf every 4 moves. Every check keeps its answer throughout and is verified against the oracle.`,
             `c=${CHECK_CONCURRENCY} saturates the server (its baseline latency is queueing: concurrency ÷ throughput); c=1 is a probe of an otherwise idle server, where a check's latency is its service time plus whatever it waited for.`,
             `MoveNode RPC time (a proxy for the closure rebuild; includes validation and the durable commit): p50 ${fmtMs(percentile(allMoves, 50))}, max ${fmtMs(maxOf(allMoves))} over ${allMoves.length} moves; CreateNode p50 ${fmtMs(percentile(allCreates, 50))}, max ${fmtMs(maxOf(allCreates))}${c.writeErrors ? `; ${c.writeErrors} writes failed` : ""}.`,
             `Target "no check waits more than 20 ms while the closure is rebuilt": c=1 probe max ${fmtMs(probe.during.max)} (baseline max ${fmtMs(probe.baseline.max)}) — ${probe.during.max <= 20 ? "met" : "missed"}; at c=${CHECK_CONCURRENCY} max ${fmtMs(loaded.during.max)} (baseline max ${fmtMs(loaded.baseline.max)}).`,
@@ -1016,10 +1095,13 @@ export async function storageSection(opts: { quick: boolean; small: Workload; la
         await server?.stop();
         await coldDb.drop();
       }
+      if (!opts.coldOnly) await importOne("postgres");
+      pushImportTable();
     } finally {
       if (sqliteImport) await sqliteImport.db.drop().catch(() => undefined);
     }
 
+    if (opts.coldOnly) return;
     // 3. growth (in-process)
     log("storage: growth sweeps (in-process engine)…");
     try {

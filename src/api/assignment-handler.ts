@@ -5,6 +5,7 @@ import { DomainError, LimitExceededError } from "../domain/errors.js";
 import { AssignmentService, type AssignmentInput as PbAssignmentInput } from "../gen/canopy/v1/assignment_pb.js";
 import { assignmentToPb, itemResultToPb, msOf, stateFromPb } from "./convert.js";
 import { environmentOf } from "./context.js";
+import { encodeItemResults, isBinaryCodec, preEncodedResult } from "./assignment-wire.js";
 
 function inputOf(i: PbAssignmentInput | undefined, prefix: string): AssignmentInput {
   return {
@@ -18,17 +19,26 @@ function inputOf(i: PbAssignmentInput | undefined, prefix: string): AssignmentIn
 
 /**
  * Converts items one by one: an item with a malformed timestamp becomes that item's own
- * INVALID_ARGUMENT result instead of failing its neighbours.
+ * INVALID_ARGUMENT result instead of failing its neighbours. Field names are built only for an error.
  */
 function inputsOf(items: PbAssignmentInput[], base: number): Array<AssignmentInput> {
-  return items.map((i, k) => {
+  const out = new Array<AssignmentInput>(items.length);
+  for (let k = 0; k < items.length; k++) {
+    const i = items[k];
     try {
-      return inputOf(i, `items[${base + k}]`);
+      out[k] = {
+        identityId: i.identityId,
+        roleId: i.roleId,
+        nodeId: i.nodeId,
+        effectiveFrom: i.effectiveFrom === undefined ? null : msOf(i.effectiveFrom, "items", base + k, "effective_from"),
+        effectiveTo: i.effectiveTo === undefined ? null : msOf(i.effectiveTo, "items", base + k, "effective_to"),
+      };
     } catch (err) {
       if (!(err instanceof DomainError)) throw err;
-      return { identityId: i.identityId, roleId: i.roleId, nodeId: i.nodeId, effectiveFrom: null, effectiveTo: null, error: err };
+      out[k] = { identityId: i.identityId, roleId: i.roleId, nodeId: i.nodeId, effectiveFrom: null, effectiveTo: null, error: err };
     }
-  });
+  }
+  return out;
 }
 
 /** AssignmentService: single, streaming bulk, unary batch, reads, updates and deletes. */
@@ -44,23 +54,34 @@ export function assignmentHandlers(canopy: Canopy): ServiceImpl<typeof Assignmen
 
     async *bulkCreateAssignments(requests, ctx) {
       const env = await environmentOf(canopy, ctx);
+      // limits are enforced as each message arrives; the domain groups waiting messages into one commit
+      async function* messages(): AsyncGenerator<AssignmentInput[]> {
+        let received = 0;
+        for await (const message of requests) {
+          if (message.items.length > limits.maxStreamMessageItems) {
+            throw new LimitExceededError("items", limits.maxStreamMessageItems, "items per stream message");
+          }
+          if (received + message.items.length > limits.maxStreamItems) {
+            throw new LimitExceededError("items", limits.maxStreamItems, "items per stream");
+          }
+          yield inputsOf(message.items, received);
+          received += message.items.length;
+        }
+      }
+      // binary codecs get each result encoded by hand (src/api/assignment-wire.ts: the same bytes); JSON the protobuf-es way
+      const binary = isBinaryCodec(ctx.requestHeader.get("content-type"));
       let total = 0;
       let succeeded = 0;
-      for await (const message of requests) {
-        if (message.items.length > limits.maxStreamMessageItems) {
-          throw new LimitExceededError("items", limits.maxStreamMessageItems, "items per stream message");
+      for await (const chunk of canopy.assignments.createStream(env, messages(), ctx.signal)) {
+        const t = now();
+        for (const r of chunk) if (r.status.code === 0) succeeded++;
+        if (binary) {
+          const encoded = encodeItemResults(chunk, t);
+          for (let i = 0; i < encoded.length; i++) yield preEncodedResult(encoded[i]);
+        } else {
+          for (const r of chunk) yield { kind: { case: "result", value: itemResultToPb(r, t) } };
         }
-        if (total + message.items.length > limits.maxStreamItems) {
-          throw new LimitExceededError("items", limits.maxStreamItems, "items per stream");
-        }
-        const inputs = inputsOf(message.items, total);
-        for await (const chunk of canopy.assignments.createMany(env, inputs, total)) {
-          for (const r of chunk) {
-            if (r.status.code === 0) succeeded++;
-            yield { kind: { case: "result", value: itemResultToPb(r, now()) } };
-          }
-        }
-        total += message.items.length;
+        total += chunk.length;
       }
       yield {
         kind: {

@@ -3,7 +3,8 @@ import type { Canopy } from "../domain/canopy.js";
 import type { EnvironmentContext, Principal } from "../domain/auth.js";
 import type { IdentityScope } from "../domain/identity-service.js";
 import { UnauthenticatedError } from "../domain/errors.js";
-import { ENVIRONMENT_HEADER, principalKey } from "./interceptors.js";
+import { principalKey } from "./interceptors.js";
+import { callEnvironment, ENVIRONMENT_HEADER } from "./call.js";
 
 /** The principal the auth interceptor stored for this call. */
 export function principalOf(ctx: HandlerContext): Principal {
@@ -17,10 +18,7 @@ export function principalOf(ctx: HandlerContext): Principal {
  * loaded and — on a replicated deployment — confirmed current, else UNAVAILABLE.
  */
 export async function environmentOf(canopy: Canopy, ctx: HandlerContext): Promise<EnvironmentContext> {
-  const principal = principalOf(ctx);
-  const environment = await canopy.auth.environmentFor(principal, ctx.requestHeader.get(ENVIRONMENT_HEADER) ?? undefined);
-  canopy.runtime.assertFresh();
-  return { principal, environment };
+  return callEnvironment(canopy, principalOf(ctx), (name) => ctx.requestHeader.get(name));
 }
 
 /** Identity calls may run without an environment (admin key without the header). */

@@ -32,11 +32,16 @@ export function optTs(ms: number | null): Timestamp | undefined {
   return ms === null ? undefined : ts(ms);
 }
 
-/** Timestamp -> epoch ms, or null when unset. Out-of-range values are INVALID_ARGUMENT naming `field`. */
-export function msOf(t: Timestamp | undefined, field: string): number | null {
+/**
+ * Timestamp -> epoch ms, or null when unset. Out-of-range values are INVALID_ARGUMENT naming `field`,
+ * or `field[index].name` when an item's `index` and `name` are given (built only then: a bulk import
+ * converts a million items).
+ */
+export function msOf(t: Timestamp | undefined, field: string, index?: number, name?: string): number | null {
   if (t === undefined) return null;
-  if (t.seconds < MIN_SECONDS || t.seconds > MAX_SECONDS) throw new InvalidArgumentError(field, "is outside 0001-01-01..9999-12-31");
-  if (t.nanos < 0 || t.nanos > 999_999_999) throw new InvalidArgumentError(field, "nanos must be within 0..999999999");
+  const fieldName = () => (index === undefined ? field : `${field}[${index}].${name}`);
+  if (t.seconds < MIN_SECONDS || t.seconds > MAX_SECONDS) throw new InvalidArgumentError(fieldName(), "is outside 0001-01-01..9999-12-31");
+  if (t.nanos < 0 || t.nanos > 999_999_999) throw new InvalidArgumentError(fieldName(), "nanos must be within 0..999999999");
   return Number(t.seconds) * 1000 + Math.floor(t.nanos / 1_000_000);
 }
 
@@ -69,15 +74,20 @@ const DENIAL_PB: Record<DomainDenial, DenialReason> = {
   ONLY_EXPIRED: DenialReason.ONLY_EXPIRED,
 };
 
+export const scopeToPb = (s: DomainScope): CheckScope => SCOPE_PB[s];
+
+export const denialToPb = (d: DomainDenial | null): DenialReason => (d === null ? DenialReason.UNSPECIFIED : DENIAL_PB[d]);
+
+/** A CheckResult as a CheckResponse. src/api/check-wire.ts encodes the same fields by hand (its test compares the bytes). */
 export function checkResultToPb(r: CheckResult): MessageInitShape<typeof CheckResponseSchema> {
   return {
     allowed: r.allowed,
     identityId: r.identityId,
     permission: r.permission,
-    scope: SCOPE_PB[r.scope],
+    scope: scopeToPb(r.scope),
     effectiveNodeId: r.effectiveNodeId,
     grantingRoles: r.grantingRoles,
-    denialReason: r.denialReason === null ? DenialReason.UNSPECIFIED : DENIAL_PB[r.denialReason],
+    denialReason: denialToPb(r.denialReason),
     explanation: r.explanation.map((g) => ({
       assignmentId: g.assignmentId,
       roleId: g.roleId,

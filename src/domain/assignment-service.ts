@@ -6,9 +6,10 @@ import type { Effects, Runtime } from "./runtime.js";
 import type { StoreWriter } from "../store/store.js";
 import { ConflictError, DomainError, FailedPreconditionError, GRPC_CODE, InvalidArgumentError, NotFoundError } from "./errors.js";
 import { newId } from "./ids.js";
-import { checkCount, MAX_IDEMPOTENCY_KEY_LENGTH, pageRequest, requireId, toPage } from "./validate.js";
+import { checkCount, MAX_ID_LENGTH, MAX_IDEMPOTENCY_KEY_LENGTH, pageRequest, requireId, toPage } from "./validate.js";
 import { yieldToEventLoop } from "./runtime.js";
 import { StoreConflictError } from "../store/store.js";
+import { ReadAhead } from "./read-ahead.js";
 
 /** One assignment to create. Times in epoch ms; null = default (from: now, to: never). */
 export interface AssignmentInput {
@@ -54,11 +55,31 @@ export interface BatchResult {
 /** Environment keys see only identities with a membership in their application. */
 const membersOnly = (ctx: EnvironmentContext): boolean => ctx.principal.environmentId !== null;
 
+/** Rows per insert call inside a chunk's transaction; the event loop gets a turn between them. */
+const INSERT_SLICE = 1000;
+
+/** What requireId accepts, without building the field name its error would need. */
+const validId = (id: string): boolean => id.length > 0 && id.length <= MAX_ID_LENGTH;
+
 const OK: ItemStatus = Object.freeze({ code: 0, message: "", field: "", reason: "" }) as ItemStatus;
 const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
 
 function statusOf(err: DomainError): ItemStatus {
   return { code: GRPC_CODE[err.code], message: err.message, field: err.field, reason: err.reason };
+}
+
+/** `<prefix>[<index>].<name>`, or `<prefix>.<name>` without an index (index < 0); built only for an error */
+function fieldName(prefix: string, index: number, name: string): string {
+  return index < 0 ? `${prefix}.${name}` : `${prefix}[${index}].${name}`;
+}
+
+/** The first of `list` with the candidate's role and node and an overlapping window (a duplicate). */
+function sameAssignment<T extends Pick<Assignment, "id" | "roleId" | "nodeId" | "effectiveFrom" | "effectiveTo">>(list: readonly T[], a: Assignment): T | undefined {
+  for (let i = 0; i < list.length; i++) {
+    const o = list[i];
+    if (o.roleId === a.roleId && o.nodeId === a.nodeId && windowsOverlap(o, a)) return o;
+  }
+  return undefined;
 }
 
 /** Counts a result list into a summary. */
@@ -83,12 +104,40 @@ export class AssignmentService {
     const envId = ctx.environment.id;
     return this.rt.writeIn(envId, async (tx, effects) => {
       const now = this.rt.clock.now();
-      const assignment = this.validate(this.rt.environment(envId), input, "assignment.", now, new Map(), membersOnly(ctx));
+      const assignment = this.validate(this.rt.environment(envId), input, "assignment", -1, now, new Map(), membersOnly(ctx));
       await tx.insertAssignments([assignment]);
       const revision = await this.rt.bump(tx, effects, envId);
       effects.push(() => this.rt.engine.putAssignment(envId, assignment));
       return { assignment, revision };
     });
+  }
+
+  /**
+   * The streaming import: takes messages of items from `source` and writes them with group commit.
+   * Messages are read ahead while a transaction runs; every message already waiting when the next
+   * transaction starts joins it, up to `limits.writeChunkSize` items (a larger message is split), so
+   * a client that keeps several messages in flight gets few large commits instead of one per message.
+   * Results are yielded per transaction, after its commit, with indexes counted across the stream.
+   * An error of `source` (e.g. a message over a limit) is thrown once every message received before
+   * it has been written and reported; an aborted `signal` stops before the next transaction.
+   */
+  async *createStream(ctx: EnvironmentContext, source: AsyncIterable<AssignmentInput[]>, signal?: AbortSignal): AsyncGenerator<ItemResult[]> {
+    const max = this.rt.limits.writeChunkSize;
+    const ahead = new ReadAhead(source, max);
+    try {
+      let base = 0;
+      for (;;) {
+        const items = await ahead.take(max);
+        if (items === undefined) return;
+        signal?.throwIfAborted();
+        yield* this.createMany(ctx, items, base);
+        base += items.length;
+        // let checks (and the results just yielded) through before the next commit
+        await yieldToEventLoop();
+      }
+    } finally {
+      ahead.stop();
+    }
   }
 
   /**
@@ -224,10 +273,8 @@ export class AssignmentService {
         throw new InvalidArgumentError(patch.effectiveTo !== undefined ? "effective_to" : "effective_from", "effective_to must be after effective_from", "rbac.invalid_window");
       }
       const next: Assignment = { ...current, roleId, effectiveFrom, effectiveTo, updatedAt: this.rt.clock.now() };
-      const clash = this.rt.engine
-        .assignmentsOf(envId, current.identityId)
-        .find((o) => o.id !== id && o.roleId === roleId && o.nodeId === current.nodeId && windowsOverlap(o, next));
-      if (clash) throw this.duplicate(next, clash.id, "");
+      const clash = this.rt.engine.findOverlapping(envId, current.identityId, roleId, current.nodeId, effectiveFrom, effectiveTo, id);
+      if (clash) throw this.duplicate(next, clash, "");
       await tx.updateAssignment(id, { roleId, effectiveFrom, effectiveTo, updatedAt: next.updatedAt });
       const revision = await this.rt.bump(tx, effects, envId);
       effects.push(() => this.rt.engine.putAssignment(envId, next));
@@ -297,7 +344,7 @@ export class AssignmentService {
     const now = this.rt.clock.now();
     const env = this.rt.environment(envId);
     const pending = new Map<string, Assignment[]>();
-    const outcomes = items.map((input, i) => this.tryValidate(env, input, `items[${i}].`, now, pending, membersOnly(ctx)));
+    const outcomes = items.map((input, i) => this.tryValidate(env, input, "items", i, now, pending, membersOnly(ctx)));
     const failed = outcomes.some((o) => o.error);
     const rows = atomic && failed ? [] : outcomes.filter((o) => o.assignment).map((o) => o.assignment!);
     let revision = this.rt.engine.revision(envId);
@@ -316,27 +363,41 @@ export class AssignmentService {
     return { results, summary: summarize(results), revision, replayed: false };
   }
 
-  /** Validates and writes one chunk inside the caller's transaction. Runs under the write lock. */
+  /**
+   * Validates and writes one chunk inside the caller's transaction. Runs under the write lock. Rows
+   * are inserted in slices with event-loop turns between them: better-sqlite3 runs synchronously,
+   * and checks must not wait for a whole large chunk.
+   */
   private async writeChunk(tx: StoreWriter, effects: Effects, ctx: EnvironmentContext, items: AssignmentInput[], baseIndex: number, prefix: string): Promise<ItemResult[]> {
     const envId = ctx.environment.id;
     const now = this.rt.clock.now();
     const env = this.rt.environment(envId);
     const pending = new Map<string, Assignment[]>();
-    const results: ItemResult[] = [];
+    const members = membersOnly(ctx);
+    const results: ItemResult[] = new Array(items.length);
     const rows: Assignment[] = [];
     for (let k = 0; k < items.length; k++) {
       const index = baseIndex + k;
-      const o = this.tryValidate(env, items[k], `${prefix}[${index}].`, now, pending, membersOnly(ctx));
-      if (o.error) results.push({ index, status: statusOf(o.error) });
-      else {
-        rows.push(o.assignment!);
-        results.push({ index, status: OK, assignment: o.assignment });
+      let assignment: Assignment;
+      try {
+        assignment = this.validate(env, items[k], prefix, index, now, pending, members);
+      } catch (err) {
+        if (!(err instanceof DomainError)) throw err;
+        results[k] = { index, status: statusOf(err) };
+        continue;
       }
+      rows.push(assignment);
+      results[k] = { index, status: OK, assignment };
     }
     if (rows.length > 0) {
-      await tx.insertAssignments(rows);
+      for (let start = 0; start < rows.length; start += INSERT_SLICE) {
+        if (start > 0) await yieldToEventLoop();
+        await tx.insertAssignments(rows.length <= INSERT_SLICE ? rows : rows.slice(start, start + INSERT_SLICE));
+      }
       await this.rt.bump(tx, effects, envId);
-      effects.push(() => rows.forEach((a) => this.rt.engine.putAssignment(envId, a)));
+      effects.push(() => {
+        for (const a of rows) this.rt.engine.putAssignment(envId, a);
+      });
     }
     return results;
   }
@@ -345,12 +406,13 @@ export class AssignmentService {
     env: Environment,
     input: AssignmentInput,
     prefix: string,
+    index: number,
     now: number,
     pending: Map<string, Assignment[]>,
     membersOnly: boolean,
   ): { assignment?: Assignment; error?: DomainError } {
     try {
-      return { assignment: this.validate(env, input, prefix, now, pending, membersOnly) };
+      return { assignment: this.validate(env, input, prefix, index, now, pending, membersOnly) };
     } catch (err) {
       if (err instanceof DomainError) return { error: err };
       throw err;
@@ -359,38 +421,42 @@ export class AssignmentService {
 
   /**
    * Validates one item against the committed state plus the items accepted earlier in the same
-   * chunk (`pending`), and returns the assignment to insert. Throws a DomainError naming the field.
-   * With `membersOnly` (environment keys) an identity outside the application is NOT_FOUND.
+   * chunk (`pending`), and returns the assignment to insert. Throws a DomainError naming the field
+   * (`<prefix>[<index>].<field>`, or `<prefix>.<field>` without an index). With `membersOnly`
+   * (environment keys) an identity outside the application is NOT_FOUND. Field names are built only
+   * for an error: a bulk import validates a million items.
    */
-  private validate(env: Environment, input: AssignmentInput, prefix: string, now: number, pending: Map<string, Assignment[]>, membersOnly: boolean): Assignment {
+  private validate(env: Environment, input: AssignmentInput, prefix: string, index: number, now: number, pending: Map<string, Assignment[]>, membersOnly: boolean): Assignment {
     if (input.error) throw input.error;
-    const identityId = requireId(input.identityId, `${prefix}identity_id`);
-    const roleId = requireId(input.roleId, `${prefix}role_id`);
+    const identityId = input.identityId;
+    const roleId = input.roleId;
+    if (!validId(identityId)) requireId(identityId, fieldName(prefix, index, "identity_id"));
+    if (!validId(roleId)) requireId(roleId, fieldName(prefix, index, "role_id"));
     let nodeId = input.nodeId;
     if (!nodeId) {
-      if (env.accessModel !== "flat") throw new InvalidArgumentError(`${prefix}node_id`, "is required in the hierarchy access model (only flat mode defaults to the root)");
+      if (env.accessModel !== "flat") throw new InvalidArgumentError(fieldName(prefix, index, "node_id"), "is required in the hierarchy access model (only flat mode defaults to the root)");
       nodeId = env.rootNodeId;
-    } else requireId(nodeId, `${prefix}node_id`);
+    } else if (!validId(nodeId)) requireId(nodeId, fieldName(prefix, index, "node_id"));
     const effectiveFrom = input.effectiveFrom ?? now;
     const effectiveTo = input.effectiveTo;
     if (effectiveTo !== null && effectiveTo <= effectiveFrom) {
-      throw new InvalidArgumentError(`${prefix}effective_to`, "must be after effective_from (windows are half-open: [effective_from, effective_to))", "rbac.invalid_window");
+      throw new InvalidArgumentError(fieldName(prefix, index, "effective_to"), "must be after effective_from (windows are half-open: [effective_from, effective_to))", "rbac.invalid_window");
     }
     const engine = this.rt.engine;
     const identity = engine.identity(identityId);
     const membership = engine.membership(env.applicationId, identityId);
     if (!identity || identity.accountId !== env.accountId || (membersOnly && membership === undefined)) {
-      throw new NotFoundError("identity", identityId, `${prefix}identity_id`);
+      throw new NotFoundError("identity", identityId, fieldName(prefix, index, "identity_id"));
     }
-    if (!identity.active) throw new FailedPreconditionError(`identity ${identityId} is inactive`, `${prefix}identity_id`, "identity.inactive");
+    if (!identity.active) throw new FailedPreconditionError(`identity ${identityId} is inactive`, fieldName(prefix, index, "identity_id"), "identity.inactive");
     if (membership === undefined) {
-      throw new FailedPreconditionError(`identity ${identityId} has no membership in application ${env.applicationId}`, `${prefix}identity_id`, "identity.no_membership");
+      throw new FailedPreconditionError(`identity ${identityId} has no membership in application ${env.applicationId}`, fieldName(prefix, index, "identity_id"), "identity.no_membership");
     }
     if (membership !== "active") {
-      throw new FailedPreconditionError(`identity ${identityId}'s membership in application ${env.applicationId} is inactive`, `${prefix}identity_id`, "identity.membership_inactive");
+      throw new FailedPreconditionError(`identity ${identityId}'s membership in application ${env.applicationId} is inactive`, fieldName(prefix, index, "identity_id"), "identity.membership_inactive");
     }
-    if (!engine.hasRole(env.id, roleId)) throw new NotFoundError("role", roleId, `${prefix}role_id`);
-    if (!engine.closure(env.id).has(nodeId)) throw new NotFoundError("node", nodeId, `${prefix}node_id`);
+    if (!engine.hasRole(env.id, roleId)) throw new NotFoundError("role", roleId, fieldName(prefix, index, "role_id"));
+    if (!engine.closure(env.id).has(nodeId)) throw new NotFoundError("node", nodeId, fieldName(prefix, index, "node_id"));
 
     const candidate: Assignment = {
       id: newId(),
@@ -403,11 +469,9 @@ export class AssignmentService {
       createdAt: now,
       updatedAt: now,
     };
-    const same = (o: { roleId: string; nodeId: string; effectiveFrom: number; effectiveTo: number | null }) =>
-      o.roleId === roleId && o.nodeId === nodeId && windowsOverlap(o, candidate);
-    const clash = engine.assignmentsOf(env.id, identityId).find(same) ?? pending.get(identityId)?.find(same);
-    if (clash) throw this.duplicate(candidate, clash.id, prefix.replace(/\.$/, ""));
     const list = pending.get(identityId);
+    const clash = engine.findOverlapping(env.id, identityId, roleId, nodeId, effectiveFrom, effectiveTo) ?? (list && sameAssignment(list, candidate)?.id);
+    if (clash) throw this.duplicate(candidate, clash, index < 0 ? prefix : `${prefix}[${index}]`);
     if (list) list.push(candidate);
     else pending.set(identityId, [candidate]);
     return candidate;

@@ -14,7 +14,10 @@ export interface Limits {
   defaultPageSize: number;
   /** deepest hierarchy level (root = 1), applies with or without a schema */
   maxDepth: number;
-  /** items written per transaction by bulk writes */
+  /**
+   * most items written per transaction by bulk writes; BulkCreateAssignments groups stream messages
+   * that are already waiting into one transaction up to this many items (group commit)
+   */
   writeChunkSize: number;
   /** longest wait for min_revision, in ms (the request deadline may shorten it) */
   revisionWaitMs: number;
@@ -30,7 +33,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxPageSize: 1000,
   defaultPageSize: 100,
   maxDepth: 32,
-  writeChunkSize: 500,
+  writeChunkSize: 5000,
   revisionWaitMs: 5000,
   maxMetadataBytes: 16 * 1024,
 });

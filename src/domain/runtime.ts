@@ -8,6 +8,9 @@ import { NotFoundError, UnavailableError } from "./errors.js";
 import { StoreUnavailableError } from "../store/store.js";
 
 /** Minimal structured logger (pino satisfies it). */
+/** Assignment ids indexed per event-loop turn after a load (see Engine.indexIds). */
+const ID_INDEX_SLICE = 25_000;
+
 export interface Logger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
@@ -97,6 +100,11 @@ export class Runtime {
         throw err;
       }
       // Data first, revisions last: a check never sees a revision whose data is not in memory yet.
+      // One event-loop turn between the commit (a synchronous fsync on SQLite) and applying the write
+      // (a closure rebuild for hierarchy writes): checks waiting meanwhile are answered from the state
+      // before this write, instead of waiting for both back to back. Writes stay serialized (we still
+      // hold the queue) and nothing claims the new revision before the effects below.
+      if (effects.length > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       try {
         for (const apply of effects) if (!REVISION_EFFECT.has(apply)) apply();
         for (const apply of effects) if (REVISION_EFFECT.has(apply)) apply();
@@ -322,17 +330,18 @@ export class Runtime {
       return;
     }
     if (this.engine.hasEnvironment(id) && this.engine.revision(id) >= env.revision && this.environments.has(id)) return;
-    const [nodes, permissions, roles, assignments, identities, memberships] = await Promise.all([
-      reader.listAllNodes(id),
+    const [nodes, permissions, roles, memberships] = await Promise.all([
+      reader.listTreeNodes(id),
       reader.listAllPermissions(id),
       reader.listAllRoles(id),
-      reader.listAllAssignments(id),
-      reader.listAllIdentities(env.accountId),
-      reader.listMembershipsOfApplication(env.applicationId),
+      reader.listMembershipStates(env.applicationId),
     ]);
-    for (const i of identities) this.engine.setIdentity(i.id, i.accountId, i.isActive);
+    // Identities and assignments arrive in pages straight into the engine: no array of every row.
+    await reader.scanIdentityStates(env.accountId, (rows) => {
+      for (const i of rows) this.engine.setIdentity(i.id, i.accountId, i.isActive);
+    });
     this.engine.resetMemberships(env.applicationId, memberships);
-    this.engine.loadEnvironment({
+    const loader = this.engine.beginEnvironment({
       id: env.id,
       accountId: env.accountId,
       applicationId: env.applicationId,
@@ -341,8 +350,15 @@ export class Runtime {
       nodes,
       permissionKeys: permissions.map((p) => p.key),
       roles,
-      assignments,
     });
+    await reader.scanAssignments(id, (rows) => loader.addAssignments(rows));
+    loader.commit();
+    // The assignment-id index (only writes need it) is built after the environment is ready, in
+    // slices between other work; a write that needs it first completes it.
+    const step = () => {
+      if (this.engine.hasEnvironment(id) && !this.engine.indexIds(id, ID_INDEX_SLICE)) setImmediate(step);
+    };
+    setImmediate(step);
     this.environments.set(env.id, env);
     this.notify(id);
   }

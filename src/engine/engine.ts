@@ -102,14 +102,11 @@ interface RoleState {
 }
 
 /**
- * An indexed assignment. `role` and the node position are resolved once and cached: the role by
- * reference (a RoleState never changes identity), the position per closure (a rebuild renumbers).
+ * Numbers per assignment in a Subject's `data`: node slot (the closure's stable slot), role slot,
+ * effective from, effective to (+Infinity = never). A check reads one packed array per identity
+ * instead of chasing an object per assignment.
  */
-interface IndexedAssignment extends AssignmentRecord {
-  role: RoleState | undefined;
-  pos: number;
-  posOf: Closure | undefined;
-}
+const STRIDE = 4;
 
 interface EnvironmentState {
   readonly id: string;
@@ -117,17 +114,23 @@ interface EnvironmentState {
   readonly applicationId: string;
   revision: number;
   closure: Closure;
-  /** node id -> node, the source the closure is rebuilt from (replaced, never mutated, on a change) */
-  nodes: Map<string, TreeNode>;
   readonly permissions: Set<string>;
   /** permission key -> small integer, stable while the key exists (role bit positions) */
   readonly permIndex: Map<string, number>;
   readonly roles: Map<string, RoleState>;
+  /** role id -> role slot (kept for the environment's lifetime, also for ids not defined yet) */
+  readonly roleSlots: Map<string, number>;
+  /** role slot -> id, and -> the live role (undefined when not defined or removed) */
+  readonly roleIds: string[];
+  readonly roleBySlot: Array<RoleState | undefined>;
   readonly byIdentity: Map<string, Subject>;
-  readonly byId: Map<string, IndexedAssignment>;
+  /** assignment id -> the subject holding it; complete only when `pendingIds` is null */
+  readonly byId: Map<string, Subject>;
+  /** after a load: the subjects whose ids are not in `byId` yet, from `next` on */
+  pendingIds: { subjects: Subject[]; next: number } | null;
 }
 
-/** One object per identity id for the engine's lifetime (mutated in place), so it can be cached. */
+/** One object per identity id for the engine's lifetime (mutated in place). */
 interface IdentityState {
   accountId: string;
   active: boolean;
@@ -139,15 +142,44 @@ interface MembershipState {
   status: "active" | "inactive" | null;
 }
 
-/** An identity's entry in one environment: its assignments, plus its identity and membership state cached by reference. */
-interface Subject {
-  records: IndexedAssignment[];
-  identity: IdentityState | undefined;
-  membership: MembershipState | undefined;
+const MEMBER_NONE = 0;
+const MEMBER_ACTIVE = 1;
+const MEMBER_INACTIVE = 2;
+
+/**
+ * An identity's entry in one environment: one packed array of numbers — [facts epoch, facts, then
+ * STRIDE numbers per assignment in insertion order] — carrying the assignment ids and the identity id
+ * as named properties. A check reads the Map entry, this array and its elements, nothing else: the
+ * identity/membership facts it needs are cached here, valid while element 0 equals the engine's facts
+ * epoch (bumped by every identity or membership change).
+ */
+interface Subject extends Array<number> {
+  identityId: string;
+  ids: string[];
+}
+
+/** Subject elements before the first assignment: facts epoch, facts (FACT_* bits | membership << 2). */
+const HEADER = 2;
+const FACT_KNOWN = 1;
+const FACT_ACTIVE = 2;
+
+/** An environment being loaded in pages; nothing is visible to checks until `commit`. */
+export interface EnvironmentLoader {
+  addAssignments(rows: readonly AssignmentRecord[]): void;
+  /** swaps the loaded state in (replacing any earlier state of the environment) */
+  commit(): void;
 }
 
 export interface Engine {
   loadEnvironment(s: EnvironmentSnapshot): void;
+  /**
+   * Builds up to `maxItems` more of the assignment-id index of a freshly loaded environment; true
+   * once it is complete. Writes complete it themselves first, so calling this is only about doing
+   * that work early, in slices, instead of inside the first write after a load.
+   */
+  indexIds(environmentId: string, maxItems: number): boolean;
+  /** Starts loading an environment whose assignments arrive in pages (see EnvironmentLoader). */
+  beginEnvironment(s: Omit<EnvironmentSnapshot, "assignments">): EnvironmentLoader;
   dropEnvironment(environmentId: string): void;
   hasEnvironment(environmentId: string): boolean;
   revision(environmentId: string): number;
@@ -175,6 +207,12 @@ export interface Engine {
   identity(identityId: string): { accountId: string; active: boolean } | undefined;
   membership(applicationId: string, identityId: string): "active" | "inactive" | undefined;
   hasRole(environmentId: string, roleId: string): boolean;
+  /**
+   * The id of the identity's first assignment (insertion order) with this role at this node whose
+   * window [from, to) overlaps the given one (to null = never ends), skipping `exceptId`; undefined
+   * when there is none. The duplicate rule of writes, without building records.
+   */
+  findOverlapping(environmentId: string, identityId: string, roleId: string, nodeId: string, from: number, to: number | null, exceptId?: string): string | undefined;
   /** the indexed assignments of one identity (read-only view) */
   assignmentsOf(environmentId: string, identityId: string): readonly AssignmentRecord[];
 
@@ -192,6 +230,8 @@ export function createEngine(): Engine {
   const identities = new Map<string, IdentityState>();
   /** applicationId -> identityId -> status */
   const memberships = new Map<string, Map<string, MembershipState>>();
+  /** bumped by every identity or membership change: cached Subject facts older than this are stale */
+  let factsEpoch = 1;
 
   function env(id: string): EnvironmentState {
     const e = envs.get(id);
@@ -199,33 +239,86 @@ export function createEngine(): Engine {
     return e;
   }
 
-  function indexAssignment(e: EnvironmentState, a: AssignmentRecord): void {
-    const old = e.byId.get(a.id);
-    if (old) unindexAssignment(e, old);
-    const rec: IndexedAssignment = {
-      id: a.id,
-      identityId: a.identityId,
-      roleId: a.roleId,
-      nodeId: a.nodeId,
-      effectiveFrom: a.effectiveFrom,
-      effectiveTo: a.effectiveTo,
-      role: e.roles.get(a.roleId),
-      pos: -1,
-      posOf: undefined,
-    };
-    e.byId.set(rec.id, rec);
-    const subject = e.byIdentity.get(rec.identityId);
-    if (subject) subject.records.push(rec);
-    else e.byIdentity.set(rec.identityId, { records: [rec], identity: undefined, membership: undefined });
+  function roleSlot(e: EnvironmentState, roleId: string): number {
+    let s = e.roleSlots.get(roleId);
+    if (s === undefined) {
+      s = e.roleIds.length;
+      e.roleSlots.set(roleId, s);
+      e.roleIds.push(roleId);
+      e.roleBySlot.push(undefined);
+    }
+    return s;
   }
 
-  function unindexAssignment(e: EnvironmentState, a: AssignmentRecord): void {
-    e.byId.delete(a.id);
-    const subject = e.byIdentity.get(a.identityId);
-    if (!subject) return;
-    const i = subject.records.findIndex((x) => x.id === a.id);
-    if (i >= 0) subject.records.splice(i, 1);
-    if (subject.records.length === 0) e.byIdentity.delete(a.identityId);
+  /** Adds up to `max` pending ids to the id index; true when it is complete. */
+  function indexPendingIds(e: EnvironmentState, max: number): boolean {
+    const p = e.pendingIds;
+    if (p === null) return true;
+    let n = 0;
+    while (p.next < p.subjects.length && n < max) {
+      const subject = p.subjects[p.next++];
+      for (const id of subject.ids) e.byId.set(id, subject);
+      n += subject.ids.length;
+    }
+    if (p.next < p.subjects.length) return false;
+    e.pendingIds = null;
+    return true;
+  }
+
+  /**
+   * Indexes an assignment. `fresh` (a load from storage, whose ids are unique) skips the replace
+   * check and leaves the id index to indexPendingIds.
+   */
+  function indexAssignment(e: EnvironmentState, a: AssignmentRecord, fresh = false): void {
+    if (!fresh) {
+      indexPendingIds(e, Infinity);
+      const old = e.byId.get(a.id);
+      if (old) unindex(e, old, a.id);
+    }
+    let subject = e.byIdentity.get(a.identityId);
+    if (!subject) {
+      subject = [0, 0] as unknown as Subject;
+      subject.identityId = a.identityId;
+      subject.ids = [];
+      e.byIdentity.set(a.identityId, subject);
+    }
+    subject.push(e.closure.slotForId(a.nodeId), roleSlot(e, a.roleId), a.effectiveFrom, a.effectiveTo === null ? Infinity : a.effectiveTo);
+    subject.ids.push(a.id);
+    if (!fresh) e.byId.set(a.id, subject);
+  }
+
+  function unindex(e: EnvironmentState, subject: Subject, id: string): void {
+    e.byId.delete(id);
+    const i = subject.ids.indexOf(id);
+    if (i < 0) return;
+    subject.ids.splice(i, 1);
+    subject.splice(HEADER + i * STRIDE, STRIDE);
+    if (subject.ids.length === 0) e.byIdentity.delete(subject.identityId);
+  }
+
+  function recordOf(e: EnvironmentState, subject: Subject, k: number): AssignmentRecord {
+    const d = subject;
+    const base = HEADER + k * STRIDE;
+    const to = d[base + 3];
+    return {
+      id: subject.ids[k],
+      identityId: subject.identityId,
+      roleId: e.roleIds[d[base + 1]],
+      nodeId: e.closure.idOfSlot(d[base]),
+      effectiveFrom: d[base + 2],
+      effectiveTo: to === Infinity ? null : to,
+    };
+  }
+
+  /** Re-reads an identity's facts into its entry (after an identity or membership change). */
+  function refresh(e: EnvironmentState, subject: Subject): void {
+    const identity = identities.get(subject.identityId);
+    const m = memberships.get(e.applicationId)?.get(subject.identityId);
+    const known = identity !== undefined && identity.exists && identity.accountId === e.accountId;
+    const active = identity !== undefined && identity.active;
+    const membership = m?.status === "active" ? MEMBER_ACTIVE : m?.status === "inactive" ? MEMBER_INACTIVE : MEMBER_NONE;
+    subject[1] = (known ? FACT_KNOWN : 0) | (active ? FACT_ACTIVE : 0) | (membership << 2);
+    subject[0] = factsEpoch;
   }
 
   /** The next free permission index (indexes of removed keys are not reused: bits stay unambiguous). */
@@ -253,6 +346,7 @@ export function createEngine(): Engine {
   }
 
   function putMembership(applicationId: string, identityId: string, status: "active" | "inactive" | null): void {
+    factsEpoch++;
     let m = memberships.get(applicationId);
     if (!m) memberships.set(applicationId, (m = new Map()));
     const state = m.get(identityId);
@@ -265,27 +359,49 @@ export function createEngine(): Engine {
     return base;
   }
 
-  return {
-    loadEnvironment(s) {
-      const nodes = new Map<string, TreeNode>();
-      for (const n of s.nodes) nodes.set(n.id, { id: n.id, parentId: n.parentId, type: n.type });
-      const e: EnvironmentState = {
+  function newEnvironment(s: Omit<EnvironmentSnapshot, "assignments">): EnvironmentState {
+    const e: EnvironmentState = {
         id: s.id,
         accountId: s.accountId,
         applicationId: s.applicationId,
         revision: s.revision,
-        closure: new Closure(nodes.values(), s.rootNodeId),
-        nodes,
+        closure: new Closure(s.nodes, s.rootNodeId),
         permissions: new Set(s.permissionKeys),
         permIndex: new Map(),
         roles: new Map(),
+        roleSlots: new Map(),
+        roleIds: [],
+        roleBySlot: [],
         byIdentity: new Map(),
         byId: new Map(),
+        pendingIds: null,
       };
       for (const k of e.permissions) e.permIndex.set(k, e.permIndex.size);
-      for (const r of s.roles) e.roles.set(r.id, makeRole(e, r));
+      for (const r of s.roles) {
+        const state = makeRole(e, r);
+        e.roles.set(r.id, state);
+        e.roleBySlot[roleSlot(e, r.id)] = state;
+      }
+    return e;
+  }
+
+  return {
+    loadEnvironment(s) {
+      const e = newEnvironment(s);
       for (const a of s.assignments) indexAssignment(e, a);
       envs.set(s.id, e);
+    },
+    beginEnvironment(s) {
+      const e = newEnvironment(s);
+      return {
+        addAssignments(rows) {
+          for (let i = 0; i < rows.length; i++) indexAssignment(e, rows[i], true);
+        },
+        commit() {
+          e.pendingIds = { subjects: [...e.byIdentity.values()], next: 0 };
+          envs.set(s.id, e);
+        },
+      };
     },
     dropEnvironment(id) {
       envs.delete(id);
@@ -305,6 +421,7 @@ export function createEngine(): Engine {
     },
 
     setIdentity(identityId, accountId, active) {
+      factsEpoch++;
       const state = identities.get(identityId);
       if (state) {
         state.accountId = accountId;
@@ -313,6 +430,7 @@ export function createEngine(): Engine {
       } else identities.set(identityId, { accountId, active, exists: true });
     },
     removeIdentity(identityId) {
+      factsEpoch++;
       const state = identities.get(identityId);
       if (state) state.exists = false;
     },
@@ -321,6 +439,7 @@ export function createEngine(): Engine {
     },
 
     resetMemberships(applicationId, entries) {
+      factsEpoch++;
       const next = new Map<string, "active" | "inactive">();
       for (const e of entries) next.set(e.identityId, e.status);
       const m = memberships.get(applicationId);
@@ -329,13 +448,8 @@ export function createEngine(): Engine {
     },
     applyNodes(id, change) {
       const e = env(id);
-      const next = new Map(e.nodes);
-      for (const r of change.remove ?? []) next.delete(r);
-      for (const n of change.upsert ?? []) next.set(n.id, { id: n.id, parentId: n.parentId, type: n.type });
-      // Build first, swap after: a failed build leaves the old closure and node map in place.
-      const closure = new Closure([...next.values()], e.closure.rootId);
-      e.nodes = next;
-      e.closure = closure;
+      // Build first, swap after: a failed build leaves the old closure in place.
+      e.closure = e.closure.withChanges(change);
     },
     putPermission(id, key) {
       const e = env(id);
@@ -356,7 +470,7 @@ export function createEngine(): Engine {
       const e = env(id);
       const current = e.roles.get(role.id);
       if (current) {
-        // same object, new fields: assignments holding a reference see the change at once
+        // same object, new fields
         const next = makeRole(e, role);
         current.name = next.name;
         current.bits = next.bits;
@@ -365,21 +479,27 @@ export function createEngine(): Engine {
       }
       const state = makeRole(e, role);
       e.roles.set(role.id, state);
-      for (const a of e.byId.values()) if (a.roleId === role.id) a.role = state;
+      e.roleBySlot[roleSlot(e, role.id)] = state;
     },
     removeRole(id, roleId) {
       const e = env(id);
       const r = e.roles.get(roleId);
       if (r) r.deleted = true;
       e.roles.delete(roleId);
+      const slot = e.roleSlots.get(roleId);
+      if (slot !== undefined) e.roleBySlot[slot] = undefined;
     },
     putAssignment(id, a) {
       indexAssignment(env(id), a);
     },
+    indexIds(id, maxItems) {
+      return indexPendingIds(env(id), maxItems);
+    },
     removeAssignment(id, assignmentId) {
       const e = env(id);
-      const a = e.byId.get(assignmentId);
-      if (a) unindexAssignment(e, a);
+      indexPendingIds(e, Infinity);
+      const subject = e.byId.get(assignmentId);
+      if (subject) unindex(e, subject, assignmentId);
     },
     identity(identityId) {
       const i = identities.get(identityId);
@@ -391,8 +511,23 @@ export function createEngine(): Engine {
     hasRole(id, roleId) {
       return env(id).roles.has(roleId);
     },
+    findOverlapping(id, identityId, roleId, nodeId, from, to, exceptId) {
+      const e = env(id);
+      const subject = e.byIdentity.get(identityId);
+      const role = e.roleSlots.get(roleId);
+      const node = e.closure.slotOfAny(nodeId);
+      if (subject === undefined || role === undefined || node < 0) return undefined;
+      const end = to === null ? Infinity : to;
+      for (let k = 0, base = HEADER; base < subject.length; k++, base += STRIDE) {
+        // same overlap test as the services' windowsOverlap: a.from < b.end && b.from < a.end
+        if (subject[base] === node && subject[base + 1] === role && subject[base + 2] < end && from < subject[base + 3] && subject.ids[k] !== exceptId) return subject.ids[k];
+      }
+      return undefined;
+    },
     assignmentsOf(id, identityId) {
-      return env(id).byIdentity.get(identityId)?.records ?? NO_ASSIGNMENTS;
+      const e = env(id);
+      const subject = e.byIdentity.get(identityId);
+      return subject ? subject.ids.map((_, k) => recordOf(e, subject, k)) : NO_ASSIGNMENTS;
     },
 
     check(id, q) {
@@ -412,55 +547,57 @@ export function createEngine(): Engine {
         revision: e.revision,
         at: q.at,
       };
-      // One lookup for an identity with assignments here: its state objects are cached on its entry.
+      // One lookup for an identity with assignments here: the facts a check needs are cached on its entry.
       const subject = e.byIdentity.get(q.identityId);
-      let identityState = subject?.identity;
-      if (identityState === undefined) {
-        identityState = identities.get(q.identityId);
-        if (subject && identityState) subject.identity = identityState;
+      let known: boolean;
+      let active: boolean;
+      let membership: number;
+      if (subject !== undefined) {
+        if (subject[0] !== factsEpoch) refresh(e, subject);
+        const facts = subject[1];
+        known = (facts & FACT_KNOWN) !== 0;
+        active = (facts & FACT_ACTIVE) !== 0;
+        membership = facts >> 2;
+      } else {
+        const identity = identities.get(q.identityId);
+        const m = memberships.get(e.applicationId)?.get(q.identityId);
+        known = identity !== undefined && identity.exists && identity.accountId === e.accountId;
+        active = identity !== undefined && identity.active;
+        membership = m?.status === "active" ? MEMBER_ACTIVE : m?.status === "inactive" ? MEMBER_INACTIVE : MEMBER_NONE;
       }
-      let membershipObj = subject?.membership;
-      if (membershipObj === undefined) {
-        membershipObj = memberships.get(e.applicationId)?.get(q.identityId);
-        if (subject && membershipObj) subject.membership = membershipObj;
-      }
-      const identity = identityState && identityState.exists ? identityState : undefined;
-      const membership = membershipObj?.status ?? undefined;
-      if (!identity || identity.accountId !== e.accountId || (q.membersOnly && membership === undefined)) return deny(result, "UNKNOWN_IDENTITY");
+      if (!known || (q.membersOnly && membership === MEMBER_NONE)) return deny(result, "UNKNOWN_IDENTITY");
       const bit = e.permIndex.get(q.permission);
       if (bit === undefined) return deny(result, "UNKNOWN_PERMISSION");
       const word = bit >>> 5;
       const mask = 1 << (bit & 31);
       let n = -1;
       if (q.scope === "node") {
-        n = closure.positionOf(nodeId);
-        if (n < 0) return deny(result, "UNKNOWN_NODE");
+        const ns = closure.slotOf(nodeId);
+        if (ns < 0) return deny(result, "UNKNOWN_NODE");
+        n = closure.positionOfSlot(ns);
       }
-      if (!identity.active) return deny(result, "IDENTITY_INACTIVE");
-      if (membership === undefined) return deny(result, "NO_MEMBERSHIP");
-      if (membership !== "active") return deny(result, "MEMBERSHIP_INACTIVE");
+      if (!active) return deny(result, "IDENTITY_INACTIVE");
+      if (membership === MEMBER_NONE) return deny(result, "NO_MEMBERSHIP");
+      if (membership !== MEMBER_ACTIVE) return deny(result, "MEMBERSHIP_INACTIVE");
 
-      const records = subject?.records;
       let inScope = false;
       let scheduled = false;
       let expired = false;
-      let grants: IndexedAssignment[] | undefined;
-      if (records) {
-        for (let k = 0; k < records.length; k++) {
-          const rec = records[k];
-          if (rec.posOf !== closure) {
-            rec.pos = closure.positionOf(rec.nodeId);
-            rec.posOf = closure;
-          }
-          const a = rec.pos;
+      let grants: number[] | undefined;
+      if (subject !== undefined) {
+        const d = subject;
+        const at = q.at;
+        for (let base = HEADER; base < d.length; base += STRIDE) {
+          const nodeSlot = d[base];
+          const a = closure.positionOfSlot(nodeSlot);
           if (a < 0) continue;
-          if (n >= 0 && !closure.containsPosition(a, n)) continue;
+          if (n >= 0 && (a > n || n >= closure.subtreeEndOfSlot(nodeSlot))) continue;
           inScope = true;
-          const role = rec.role;
+          const role = e.roleBySlot[d[base + 1]];
           if (role === undefined || role.deleted || word >= role.bits.length || (role.bits[word] & mask) === 0) continue;
           // Written so that only a positive answer grants: an invalid instant (NaN) matches nothing.
-          if (q.at >= rec.effectiveFrom && (rec.effectiveTo === null || q.at < rec.effectiveTo)) (grants ??= []).push(rec);
-          else if (q.at < rec.effectiveFrom) scheduled = true;
+          if (at >= d[base + 2] && at < d[base + 3]) (grants ??= []).push((base - HEADER) / STRIDE);
+          else if (at < d[base + 2]) scheduled = true;
           else expired = true;
         }
       }
@@ -472,28 +609,38 @@ export function createEngine(): Engine {
       }
 
       result.allowed = true;
+      const d = subject!;
       let top = grants[0];
+      let topNode = d[HEADER + top * STRIDE];
       const roles: Array<{ roleId: string; roleName: string }> = [];
       for (let k = 0; k < grants.length; k++) {
         const g = grants[k];
-        if (k === 0 || !roles.some((r) => r.roleId === g.roleId)) roles.push({ roleId: g.roleId, roleName: g.role!.name });
+        const role = e.roleBySlot[d[HEADER + g * STRIDE + 1]]!;
+        if (k === 0 || !roles.some((r) => r.roleId === role.id)) roles.push({ roleId: role.id, roleName: role.name });
         // closest to the root; ties broken by node id so the answer does not depend on insertion order
-        const dg = closure.depthAt(g.pos);
-        const dt = closure.depthAt(top.pos);
-        if (dg < dt || (dg === dt && g.nodeId < top.nodeId)) top = g;
+        const gNode = d[HEADER + g * STRIDE];
+        const dg = closure.depthOfSlot(gNode);
+        const dt = closure.depthOfSlot(topNode);
+        if (dg < dt || (dg === dt && closure.idOfSlot(gNode) < closure.idOfSlot(topNode))) {
+          top = g;
+          topNode = gNode;
+        }
       }
       if (roles.length > 1) roles.sort((x, y) => (x.roleName < y.roleName ? -1 : x.roleName > y.roleName ? 1 : 0));
       result.grantingRoles = roles;
-      if (q.scope === "app_wide") result.effectiveNodeId = top.nodeId;
+      if (q.scope === "app_wide") result.effectiveNodeId = closure.idOfSlot(topNode);
       if (q.explain) {
-        result.explanation = grants.map((g) => ({
-          assignmentId: g.id,
-          roleId: g.roleId,
-          nodeId: g.nodeId,
-          inherited: q.scope === "node" && g.nodeId !== nodeId,
-          effectiveFrom: g.effectiveFrom,
-          effectiveTo: g.effectiveTo,
-        }));
+        result.explanation = grants.map((g) => {
+          const r = recordOf(e, subject!, g);
+          return {
+            assignmentId: r.id,
+            roleId: r.roleId,
+            nodeId: r.nodeId,
+            inherited: q.scope === "node" && r.nodeId !== nodeId,
+            effectiveFrom: r.effectiveFrom,
+            effectiveTo: r.effectiveTo,
+          };
+        });
       }
       return result;
     },

@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import type { FastPath } from "./fast-path.js";
 
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -22,10 +23,24 @@ export interface DualServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export function createDualServer(handler: Handler): DualServer {
-  const h1 = http.createServer(handler as http.RequestListener);
+/** Requests `fastPath` declines, and every request when there is none, go to `handler`. */
+export function createDualServer(handler: Handler, fastPath?: FastPath): DualServer {
+  const h1 = http.createServer(
+    fastPath ? (req, res) => void (fastPath.request(req, res) || handler(req, res)) : (handler as http.RequestListener),
+  );
   h1.keepAliveTimeout = 65_000;
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  if (fastPath) {
+    // The request handler above made http2 install its compatibility layer (Http2ServerRequest /
+    // Http2ServerResponse) as a 'stream' listener; the fast path sees each stream first and hands the
+    // ones it declines to that listener unchanged.
+    const compat = h2.listeners("stream") as Array<(...args: unknown[]) => void>;
+    h2.removeAllListeners("stream");
+    h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+      if (fastPath.stream(stream, headers)) return;
+      for (const listener of compat) listener.call(h2, stream, headers, ...rest);
+    });
+  }
   const sockets = new Set<net.Socket>();
   let closing = false;
   const sessions = new Set<http2.ServerHttp2Session>();

@@ -6,19 +6,25 @@ import { canopyRoutes } from "../api/routes.js";
 import { authInterceptor, consistencyInterceptor, errorInterceptor } from "../api/interceptors.js";
 import { EchoService } from "../gen/canopy/bench/v1/echo_pb.js";
 import { createDualServer } from "./listen.js";
+import { createFastPath } from "./fast-path.js";
+import { fastUnaryMethods } from "../api/fast-unary.js";
 
 export interface CanopyServer {
   /** resolves with the bound address (port 0 picks a free port) */
   listen(port: number, host: string): Promise<AddressInfo>;
   close(): Promise<void>;
+  /** calls the fast path has answered (0 when it is off) */
+  fastPathCalls(): number;
 }
 
 /**
  * The Connect server: every Canopy service on one port, speaking gRPC, gRPC-Web and Connect over
  * HTTP/2 cleartext and HTTP/1.1. Interceptors run in a fixed order: errors (outermost) → auth →
  * consistency (min_revision). `benchEcho` adds the benchmark's transport floor (see echo.proto).
+ * `fastPath` puts src/server/fast-path.ts in front for the hot unary calls: any interceptor added here
+ * must be applied there too (src/api/fast-unary.ts), or the two paths stop being the same service.
  */
-export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean }): CanopyServer {
+export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean; fastPath?: boolean }): CanopyServer {
   const routes = canopyRoutes(deps.canopy);
   const handler = connectNodeAdapter({
     routes: (router) => {
@@ -35,9 +41,14 @@ export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRe
     // Clients of an authorization service should read `"allowed": false`, not a missing field.
     jsonOptions: { alwaysEmitImplicit: true },
   });
-  const server = createDualServer(handler);
+  // Check, CheckBulk (and the bench echo) answered without the Connect machinery; same rules, same bytes.
+  const fastPath = deps.fastPath
+    ? createFastPath({ methods: fastUnaryMethods(deps.canopy, { benchEcho: deps.benchEcho ?? false }), logger: deps.logger, maxRequestBytes: deps.maxRequestBytes })
+    : undefined;
+  const server = createDualServer(handler, fastPath);
   return {
     listen: (port, host) => server.listen(port, host),
     close: () => server.close(),
+    fastPathCalls: () => fastPath?.calls ?? 0,
   };
 }

@@ -4,7 +4,7 @@ import { createPostgresStore } from "./postgres.js";
 import type { Store } from "./store.js";
 
 export { createKyselyStore, mapStoreError } from "./kysely-store.js";
-export { createSqliteStore, openSqliteDatabase } from "./sqlite.js";
+export { createSqliteStore, openSqliteDatabase, DEFAULT_SQLITE_CACHE_MB } from "./sqlite.js";
 export { createPostgresStore } from "./postgres.js";
 export { migrateToLatest, migrations } from "./migrations.js";
 export * from "./store.js";
@@ -14,11 +14,14 @@ export * from "./store.js";
  * `sqlite:<path>`, `sqlite://<path>`, `file:<path>`, `file:///abs/path`, or a bare path ending in
  * `.db`, `.sqlite` or `.sqlite3`; `sqlite::memory:` for a throwaway database.
  */
-export async function createStore(databaseUrl: string, opts: { poolSize?: number; onPoolError?: (err: Error) => void } = {}): Promise<Store> {
+export async function createStore(
+  databaseUrl: string,
+  opts: { poolSize?: number; onPoolError?: (err: Error) => void; sqliteCacheMb?: number } = {},
+): Promise<Store> {
   if (isPostgresUrl(databaseUrl)) {
     return createPostgresStore({ connectionString: databaseUrl.trim(), maxConnections: opts.poolSize, onPoolError: opts.onPoolError });
   }
-  return createSqliteStore({ filename: sqliteFilename(databaseUrl) });
+  return createSqliteStore({ filename: sqliteFilename(databaseUrl), cacheMb: opts.sqliteCacheMb });
 }
 
 /** `postgres://` or `postgresql://` */

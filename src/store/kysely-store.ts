@@ -17,6 +17,7 @@ import type {
   Role,
 } from "../domain/model.js";
 import { migrateToLatest } from "./migrations.js";
+import { postgresAssignmentInserter, type AssignmentInserter } from "./bulk-insert.js";
 import type { ChangeSubscriber } from "./store.js";
 import type {
   ApiKeysTable,
@@ -33,6 +34,7 @@ import type {
 import {
   StoreConflictError,
   StoreUnavailableError,
+  type AssignmentFacts,
   type IdempotencyRecord,
   type Store,
   type StoreReader,
@@ -47,12 +49,17 @@ import {
  *
  * Inside `transaction`, read through the writer it passes: on SQLite there is one connection, so a
  * read through `reader` (or a nested `transaction`) waits for the open transaction and deadlocks.
+ *
+ * `insertAssignments` replaces the generic multi-row insert of assignments (bulk imports): SQLite
+ * passes a prepared-statement inserter bound to its connection; PostgreSQL defaults to `unnest`.
  */
 export function createKyselyStore(
   db: Kysely<Database>,
   dialect: "sqlite" | "postgres",
   subscribe: (subscriber: ChangeSubscriber) => Promise<(() => Promise<void>) | undefined> = async () => undefined,
+  opts: { insertAssignments?: AssignmentInserter } = {},
 ): Store {
+  const insertAssignments = opts.insertAssignments ?? (dialect === "postgres" ? postgresAssignmentInserter : kyselyAssignmentInserter);
   const reader = guard(readerOf(db));
   return Object.freeze({
     dialect,
@@ -62,7 +69,7 @@ export function createKyselyStore(
         return await db.transaction().execute(async (trx) => {
           // a writer blocked on another replica's lock gives up (UNAVAILABLE, retryable) instead of hanging
           if (dialect === "postgres") await sql`set local lock_timeout = ${sql.lit(`${LOCK_TIMEOUT_MS}ms`)}`.execute(trx);
-          return fn(guard(writerOf(trx, dialect)));
+          return fn(guard(writerOf(trx, dialect, insertAssignments)));
         });
       } catch (err) {
         throw mapStoreError(err);
@@ -122,7 +129,7 @@ const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|CANTOPEN|FULL|READONLY|PR
 /** connection lost, server shutting down, out of resources, lock timeout (55P03), deadlock (40P01), serialization (40001): retryable */
 const PG_UNAVAILABLE = /^(08...|57P0[1-3]|53...|55P03|40P01|40001)$/;
 const NODE_UNAVAILABLE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENOTFOUND", "EPIPE", "EHOSTUNREACH", "EAI_AGAIN"]);
-const UNAVAILABLE_MESSAGE = /driver has already been destroyed|database connection is not open|Connection terminated|timeout exceeded when trying to connect/i;
+const UNAVAILABLE_MESSAGE = /driver has already been destroyed|database connection is not open|Connection terminated|timeout exceeded when trying to connect|encountered a connection error and is not queryable/i;
 
 /**
  * Dialect errors to store errors: unique and FK violations become StoreConflictError, a backend
@@ -184,6 +191,8 @@ function byId<T extends { id: string }>(rows: T[]): T[] {
 // ---- row -> record -------------------------------------------------------------------------
 
 const num = (v: number | string): number => Number(v);
+/** Rows per page when an environment is loaded (scanAssignments, scanIdentityStates). */
+const SCAN_PAGE_ROWS = 5_000;
 const numOrNull = (v: number | string | null): number | null => (v === null ? null : Number(v));
 const parse = <T>(v: unknown): T => (typeof v === "string" ? JSON.parse(v) : v) as T;
 
@@ -685,6 +694,70 @@ function readerOf(db: Kysely<Database>): StoreReader {
         .execute();
       return rows.map(toAssignment);
     },
+    async scanAssignments(environmentId, onPage, pageSize = SCAN_PAGE_ROWS) {
+      let after = "";
+      let total = 0;
+      for (;;) {
+        // selected under the engine's field names: the driver's row objects are handed on as they are
+        const rows = await db
+          .selectFrom("assignments")
+          .select(["id", "identity_id as identityId", "role_id as roleId", "node_id as nodeId", "effective_from as effectiveFrom", "effective_to as effectiveTo"])
+          .where("environment_id", "=", environmentId)
+          .$if(after !== "", (q) => q.where("id", ">", after))
+          .orderBy("id")
+          .limit(pageSize)
+          .execute();
+        if (rows.length === 0) return total;
+        const page = rows as unknown as AssignmentFacts[];
+        // PostgreSQL returns bigint columns as strings
+        if (typeof rows[0].effectiveFrom !== "number") {
+          for (const r of page) {
+            r.effectiveFrom = num(r.effectiveFrom);
+            r.effectiveTo = numOrNull(r.effectiveTo);
+          }
+        }
+        total += rows.length;
+        after = rows[rows.length - 1].id;
+        onPage(page);
+        if (rows.length < pageSize) return total;
+      }
+    },
+    async listTreeNodes(environmentId) {
+      return db
+        .selectFrom("nodes")
+        .select(["id", "parent_id as parentId", "type"])
+        .where("environment_id", "=", environmentId)
+        .orderBy("id")
+        .execute();
+    },
+    async listMembershipStates(applicationId) {
+      const rows = await db
+        .selectFrom("app_memberships")
+        .select(["identity_id as identityId", "status"])
+        .where("application_id", "=", applicationId)
+        .orderBy("identity_id")
+        .execute();
+      return rows as Array<{ identityId: string; status: "active" | "inactive" }>;
+    },
+    async scanIdentityStates(accountId, onPage, pageSize = SCAN_PAGE_ROWS) {
+      let after = "";
+      let total = 0;
+      for (;;) {
+        const rows = await db
+          .selectFrom("identities")
+          .select(["id", "account_id", "is_active"])
+          .where("account_id", "=", accountId)
+          .$if(after !== "", (q) => q.where("id", ">", after))
+          .orderBy("id")
+          .limit(pageSize)
+          .execute();
+        if (rows.length === 0) return total;
+        onPage(rows.map((r) => ({ id: r.id, accountId: r.account_id, isActive: Boolean(r.is_active) })));
+        total += rows.length;
+        after = rows[rows.length - 1].id;
+        if (rows.length < pageSize) return total;
+      }
+    },
     async countAssignmentsOnNodes(environmentId, nodeIds) {
       let total = 0;
       for (const chunk of chunked(unique(nodeIds))) {
@@ -722,7 +795,12 @@ function readerOf(db: Kysely<Database>): StoreReader {
 
 // ---- writes --------------------------------------------------------------------------------
 
-function writerOf(db: Kysely<Database>, dialect: "sqlite" | "postgres"): StoreWriter {
+/** The portable path: multi-row Kysely inserts of up to CHUNK rows. */
+const kyselyAssignmentInserter: AssignmentInserter = async (trx, rows) => {
+  for (const chunk of chunked(rows)) await trx.insertInto("assignments").values(chunk.map(assignmentRow)).execute();
+};
+
+function writerOf(db: Kysely<Database>, dialect: "sqlite" | "postgres", insertAssignmentRows: AssignmentInserter): StoreWriter {
   async function linkPermissions(roleId: string, permissionIds: string[]): Promise<void> {
     for (const chunk of chunked(unique(permissionIds))) {
       await db
@@ -973,9 +1051,7 @@ function writerOf(db: Kysely<Database>, dialect: "sqlite" | "postgres"): StoreWr
     },
 
     async insertAssignments(as) {
-      for (const chunk of chunked(as)) {
-        await db.insertInto("assignments").values(chunk.map(assignmentRow)).execute();
-      }
+      await insertAssignmentRows(db, as);
     },
     async updateAssignment(id, patch) {
       const set: Updateable<AssignmentsTable> = { updated_at: patch.updatedAt };

@@ -160,10 +160,32 @@ export interface StoreReader {
   /** every assignment of these identities in the environment (duplicate detection) */
   listAssignmentsOfIdentities(environmentId: string, identityIds: string[]): Promise<Assignment[]>;
   listAllAssignments(environmentId: string): Promise<Assignment[]>;
+  /**
+   * Every assignment of the environment, only the fields the engine indexes, in pages of at most
+   * `pageSize` rows (keyset order by id) handed to `onPage` as they are read: loading a large
+   * environment never holds all rows as objects at once. Resolves with the number of rows.
+   */
+  scanAssignments(environmentId: string, onPage: (rows: AssignmentFacts[]) => void, pageSize?: number): Promise<number>;
+  /** The tree as the engine needs it: (id, parentId, type) of every node, by id. */
+  listTreeNodes(environmentId: string): Promise<Array<{ id: string; parentId: string | null; type: string }>>;
+  /** (identityId, status) of every membership of the application. */
+  listMembershipStates(applicationId: string): Promise<Array<{ identityId: string; status: "active" | "inactive" }>>;
+  /** Every identity of the account as (id, active), in pages like scanAssignments. */
+  scanIdentityStates(accountId: string, onPage: (rows: Array<{ id: string; accountId: string; isActive: boolean }>) => void, pageSize?: number): Promise<number>;
   countAssignmentsOnNodes(environmentId: string, nodeIds: string[]): Promise<number>;
   countAssignmentsOfRole(environmentId: string, roleId: string): Promise<number>;
 
   getIdempotencyRecord(environmentId: string, key: string): Promise<IdempotencyRecord | undefined>;
+}
+
+/** The fields of an assignment the engine indexes (no timestamps of record). */
+export interface AssignmentFacts {
+  id: string;
+  identityId: string;
+  roleId: string;
+  nodeId: string;
+  effectiveFrom: number;
+  effectiveTo: number | null;
 }
 
 /** Write side: only inside `Store.transaction`. */

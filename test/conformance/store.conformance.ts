@@ -1082,6 +1082,33 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           await tx.insertAssignments(rows);
         });
         expect(await store.reader.listAllAssignments(w.env.id)).toEqual(rows);
+        // the paged scans the engine loads from: every row once, in id order, pages of at most the size asked
+        const pages: number[] = [];
+        const scanned: unknown[] = [];
+        const count = await store.reader.scanAssignments(w.env.id, (page) => {
+          pages.push(page.length);
+          scanned.push(...page);
+        }, 64);
+        expect(count).toBe(700);
+        expect(pages.every((n) => n > 0 && n <= 64)).toBe(true);
+        expect(pages.length).toBe(Math.ceil(700 / 64));
+        const facts = (a: (typeof rows)[number]) => ({ id: a.id, identityId: a.identityId, roleId: a.roleId, nodeId: a.nodeId, effectiveFrom: a.effectiveFrom, effectiveTo: a.effectiveTo });
+        expect(scanned).toEqual([...rows].sort((x, y) => (x.id < y.id ? -1 : 1)).map(facts));
+        expect(await store.reader.scanAssignments(newId(), () => expect.unreachable("no page for an unknown environment"))).toBe(0);
+        const states: unknown[] = [];
+        expect(await store.reader.scanIdentityStates(w.account.id, (page) => states.push(...page), 100)).toBeGreaterThanOrEqual(700);
+        const all = await store.reader.listAllIdentities(w.account.id);
+        expect(states).toEqual(all.map((i) => ({ id: i.id, accountId: i.accountId, isActive: i.isActive })));
+        // the lean tree and membership reads the engine loads from agree with the full reads
+        const fullNodes = await store.reader.listAllNodes(w.env.id);
+        expect(fullNodes.length).toBeGreaterThan(700);
+        expect(await store.reader.listTreeNodes(w.env.id)).toEqual(fullNodes.map((n) => ({ id: n.id, parentId: n.parentId, type: n.type })));
+        await store.transaction(async (tx) => {
+          for (const [i, p] of people.slice(0, 30).entries()) await tx.insertMembership({ identityId: p.id, applicationId: w.env.applicationId, status: i % 4 ? "active" : "inactive", createdAt: T0, updatedAt: T0 });
+        });
+        const fullMemberships = await store.reader.listMembershipsOfApplication(w.env.applicationId);
+        expect(fullMemberships.filter((m) => m.status === "inactive").length).toBeGreaterThan(0);
+        expect(await store.reader.listMembershipStates(w.env.applicationId)).toEqual(fullMemberships.map((m) => ({ identityId: m.identityId, status: m.status })));
         const some = people.filter((_, i) => i % 7 !== 0).reverse();
         const got = await store.reader.listAssignmentsOfIdentities(w.env.id, ids(some));
         expect(got).toEqual(rows.filter((_, i) => i % 7 !== 0));

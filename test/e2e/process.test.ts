@@ -90,10 +90,10 @@ function kill9(r: Running): Promise<void> {
   });
 }
 
-function clients(url: string, key: string) {
+function clients(url: string, key: string, httpVersion: "1.1" | "2" = "1.1") {
   const transport = createConnectTransport({
     baseUrl: url,
-    httpVersion: "1.1",
+    httpVersion,
     interceptors: [(next) => (req) => (req.header.set("x-api-key", key), next(req))],
   });
   return {
@@ -169,6 +169,49 @@ describe.skipIf(!ready)(`canopy process (${BACKEND})`, () => {
     const check = await c2.check.check({ identityId: identity.id, permission: "doc.read", nodeId: root });
     expect(check.allowed).toBe(true);
     expect(check.revision).toBe(last.revision);
+    await kill9(r2);
+  });
+
+  it("keeps every item a grouped BulkCreateAssignments stream reported created after SIGKILL right after the last result", async () => {
+    const db = await freshDatabase();
+    const adminKey = "cnpy_" + "g".repeat(40);
+    // small transactions (at most 50 items, messages of 25 grouped) so the stream commits many times
+    const env = { CANOPY_ADMIN_KEY: adminKey, CANOPY_WRITE_CHUNK_SIZE: "50" };
+    const r1 = await start(db, env);
+    const dev = /development environment key:\s+(cnpy_\S+)/.exec(r1.stdout)![1];
+    const c1 = clients(r1.url, dev);
+    await c1.catalog.batchCreatePermissions({ permissions: [{ key: "doc.read" }] });
+    const role = (await c1.catalog.createRole({ name: "reader", permissionKeys: ["doc.read"] })).role!;
+    const root = (await c1.hierarchy.getHierarchySchema({})).rootNodeId;
+    const made = await c1.identities.batchCreateIdentities({ identities: Array.from({ length: 500 }, (_, i) => ({ email: `s${i}@example.com` })) });
+    const ids = made.results.map((x) => x.identity!.id);
+    const items = ids.map((identityId, i) => ({ identityId, roleId: i % 50 === 49 ? "00000000-0000-7000-8000-000000000000" : role.id, nodeId: root }));
+    async function* requests() {
+      for (let m = 0; m < items.length / 25; m++) yield { items: items.slice(m * 25, (m + 1) * 25) };
+    }
+    const reported: string[] = [];
+    const codes: number[] = [];
+    for await (const m of clients(r1.url, dev, "2").assignments.bulkCreateAssignments(requests())) {
+      if (m.kind.case !== "result") continue;
+      codes[m.kind.value.index] = m.kind.value.status?.code ?? 0;
+      if (m.kind.value.status?.code === 0) reported.push(m.kind.value.assignment!.id);
+      // no pause, no summary, no graceful shutdown: the process dies right after the last result
+      if (m.kind.value.index === items.length - 1) break;
+    }
+    await kill9(r1);
+    expect(codes).toEqual(items.map((x) => (x.roleId === role.id ? 0 : 5)));
+    expect(reported).toHaveLength(490);
+
+    const r2 = await start(db, env);
+    const c2 = clients(r2.url, dev);
+    const stored: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await c2.assignments.listAssignments({ pageSize: 1000, pageToken });
+      stored.push(...page.assignments.map((a) => a.id));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(stored.sort()).toEqual([...reported].sort());
     await kill9(r2);
   });
 });

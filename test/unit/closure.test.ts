@@ -32,12 +32,16 @@ function assertMatchesOracle(c: Closure, nodes: TreeNode[], rootId: string): voi
     if (sub[0] !== id) mismatches.push(`subtree(${id}) does not start with the node`);
     if (JSON.stringify([...sub].sort()) !== JSON.stringify([id, ...descendants.get(id)!].sort())) mismatches.push(`subtree(${id}) set`);
   }
-  // isAncestorOrSelf and containsPosition for every ordered pair
+  // isAncestorOrSelf and slot containment for every ordered pair
   for (const a of ids) {
     for (const n of ids) {
       const want = paths.get(n)!.includes(a);
       if (c.isAncestorOrSelf(a, n) !== want) mismatches.push(`isAncestorOrSelf(${a}, ${n}) = ${!want}`);
-      if (c.containsPosition(c.positionOf(a), c.positionOf(n)) !== want) mismatches.push(`containsPosition(${a}, ${n})`);
+      // the engine's form: slots, pre-order positions and the end of the ancestor's subtree
+      const sa = c.slotOf(a);
+      const pn = c.positionOfSlot(c.slotOf(n));
+      const viaSlots = c.positionOfSlot(sa) <= pn && pn < c.subtreeEndOfSlot(sa);
+      if (viaSlots !== want) mismatches.push(`slot containment(${a}, ${n})`);
     }
   }
   expect(mismatches.slice(0, 20)).toEqual([]);
@@ -292,5 +296,131 @@ describe("Closure: invalid hierarchies", () => {
     expect(c.depth("root")).toBe(1);
     expect(c.subtreeMaxDepth("root")).toBe(1);
     expect(c.descendantCount("root")).toBe(0);
+  });
+});
+
+describe("Closure.withChanges: incremental rebuilds over stable slots", () => {
+  /** Same answers as a closure built from scratch over the same node list. */
+  function assertSameTree(got: Closure, nodes: Map<string, TreeNode>, rootId: string): void {
+    const fresh = new Closure([...nodes.values()], rootId);
+    expect(got.size).toBe(fresh.size);
+    expect(got.subtree(rootId)).toEqual(fresh.subtree(rootId));
+    expect(got.nodes()).toEqual(fresh.nodes());
+    const bad: string[] = [];
+    for (const id of nodes.keys()) {
+      if (got.depth(id) !== fresh.depth(id)) bad.push(`depth(${id})`);
+      if (got.subtreeMaxDepth(id) !== fresh.subtreeMaxDepth(id)) bad.push(`subtreeMaxDepth(${id})`);
+      if (got.parentId(id) !== fresh.parentId(id)) bad.push(`parentId(${id})`);
+      if (got.type(id) !== fresh.type(id)) bad.push(`type(${id})`);
+      if (got.idOfSlot(got.slotOf(id)) !== id) bad.push(`slot round trip ${id}`);
+    }
+    expect(bad.slice(0, 20)).toEqual([]);
+    assertMatchesOracle(got, [...nodes.values()], rootId);
+  }
+
+  it.each([5, 6, 7])("seed %i: 60 random moves, creates, retypes and subtree removals match a fresh build", (seed) => {
+    const rng = createRng(seed);
+    const start = randomTree(rng, 120, 7);
+    const rootId = start[0].id;
+    const nodes = new Map(start.map((n) => [n.id, { ...n }]));
+    let c = new Closure(start, rootId);
+    let created = 0;
+    for (let step = 0; step < 60; step++) {
+      const ids = [...nodes.keys()];
+      const kind = rng.int(0, 3);
+      const before = c;
+      const snapshot = before.nodes();
+      if (kind === 0) {
+        // move a non-root node under a node outside its subtree
+        const id = rng.pick(ids.filter((x) => x !== rootId));
+        const inside = new Set(c.subtree(id));
+        const target = rng.pick(ids.filter((x) => !inside.has(x)));
+        nodes.set(id, { ...nodes.get(id)!, parentId: target });
+        c = c.withChanges({ upsert: [nodes.get(id)!] });
+      } else if (kind === 1) {
+        const n = { id: `new${created++}`, parentId: rng.pick(ids), type: "fresh" };
+        nodes.set(n.id, n);
+        c = c.withChanges({ upsert: [n] });
+      } else if (kind === 2) {
+        const id = rng.pick(ids);
+        nodes.set(id, { ...nodes.get(id)!, type: `re${step}` });
+        c = c.withChanges({ upsert: [nodes.get(id)!] });
+      } else {
+        const id = rng.pick(ids.filter((x) => x !== rootId));
+        const gone = c.subtree(id);
+        for (const g of gone) nodes.delete(g);
+        c = c.withChanges({ remove: gone });
+        for (const g of gone) expect(c.has(g)).toBe(false);
+      }
+      // the closure it was built from answers exactly as before
+      expect(before.nodes()).toEqual(snapshot);
+      assertSameTree(c, nodes, rootId);
+    }
+  });
+
+  it("a change that would make a cycle or an orphan throws and leaves the closure as it was", () => {
+    const base = [node("root", null), node("a", "root"), node("b", "a"), node("c", "b")];
+    const c = new Closure(base, "root");
+    expect(() => c.withChanges({ upsert: [node("a", "c")] })).toThrow(/not reachable/);
+    expect(() => c.withChanges({ upsert: [node("x", "ghost")] })).toThrow(/1 node\(s\) are not reachable/);
+    expect(() => c.withChanges({ remove: ["a"] })).toThrow(/2 node\(s\) are not reachable/);
+    expect(() => c.withChanges({ upsert: [node("r2", null)] })).toThrow(/r2 has no parent/);
+    expect(c.subtree("root")).toEqual(["root", "a", "b", "c"]);
+    expect(c.has("x")).toBe(false);
+    // slots given out by the failed builds do not leak into later ones
+    const next = c.withChanges({ upsert: [node("d", "root")] });
+    expect(next.subtree("root")).toEqual(["root", "a", "b", "c", "d"]);
+    expect(next.has("x")).toBe(false);
+    expect(next.has("r2")).toBe(false);
+  });
+
+  it("a removed node that comes back gets its old slot and its new place", () => {
+    const c = new Closure([node("root", null), node("a", "root"), node("b", "root")], "root");
+    const slot = c.slotOf("a");
+    const without = c.withChanges({ remove: ["a"] });
+    expect(without.slotOf("a")).toBe(-1);
+    expect(without.positionOfSlot(slot)).toBe(-1);
+    const back = without.withChanges({ upsert: [node("a", "b", "moved")] });
+    expect(back.slotOf("a")).toBe(slot);
+    expect(back.parentId("a")).toBe("b");
+    expect(back.type("a")).toBe("moved");
+    expect(back.depth("a")).toBe(3);
+    // the closures it came from still answer as they did (the type array they may share is not written)
+    expect(c.type("a")).toBe("t");
+    expect(c.parentId("a")).toBe("root");
+    expect(without.type("a")).toBeUndefined();
+  });
+
+  it("slotForId gives a slot to an id that is not in the tree without adding it", () => {
+    const c = new Closure([node("root", null)], "root");
+    const s = c.slotForId("elsewhere");
+    expect(c.slotForId("elsewhere")).toBe(s);
+    expect(c.positionOfSlot(s)).toBe(-1);
+    expect(c.has("elsewhere")).toBe(false);
+    const grown = c.withChanges({ upsert: [node("elsewhere", "root")] });
+    expect(grown.slotOf("elsewhere")).toBe(s);
+    expect(grown.positionOfSlot(s)).toBe(1);
+  });
+});
+
+describe("Closure: slots in id order skip the child sort", () => {
+  it.each([11, 12])("seed %i: a tree listed by id (storage order) numbers exactly like the same tree shuffled, before and after changes", (seed) => {
+    const rng = createRng(seed);
+    const nodes = randomTree(rng, 400, 7);
+    const rootId = nodes[0].id;
+    const byId = [...nodes].sort((a, b) => (a.id < b.id ? -1 : 1));
+    const ordered = new Closure(byId, rootId);
+    const shuffled = new Closure(rng.shuffle(nodes), rootId);
+    expect(ordered.nodes()).toEqual(shuffled.nodes());
+    // a new id after every existing one keeps the fast path; an id before them falls back to comparing
+    const later = { id: "z-last", parentId: rootId, type: "t" };
+    const earlier = { id: "a-first", parentId: later.id, type: "t" };
+    expect(ordered.withChanges({ upsert: [later] }).nodes()).toEqual(shuffled.withChanges({ upsert: [later] }).nodes());
+    const both = ordered.withChanges({ upsert: [later] }).withChanges({ upsert: [earlier] });
+    expect(both.nodes()).toEqual(new Closure([...nodes, later, earlier], rootId).nodes());
+    const moved = nodes[5];
+    expect(both.withChanges({ upsert: [{ ...moved, parentId: "a-first" }] }).subtree(rootId)).toEqual(
+      new Closure([...nodes.filter((n) => n !== moved), { ...moved, parentId: "a-first" }, later, earlier], rootId).subtree(rootId),
+    );
   });
 });
