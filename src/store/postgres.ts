@@ -34,6 +34,11 @@ export async function createPostgresStore(opts: PostgresStoreOptions): Promise<S
     keepAliveInitialDelayMillis: 10_000,
   });
   pool.on("error", (err) => opts.onPoolError?.(err));
+  // pg emits 'error' on a client whose connection drops, and pg-pool listens only while the client is
+  // idle: a client checked out for a transaction when the server restarts would crash the process with
+  // an unhandled 'error' event. Its queries fail anyway (the transaction becomes StoreUnavailableError
+  // and the pool discards the client), so the event itself needs no handling beyond being heard.
+  pool.on("connect", (client) => client.on("error", () => undefined));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const store = createKyselyStore(db, "postgres", (subscriber) => listen(opts.connectionString, subscriber));
   try {

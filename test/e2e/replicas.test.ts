@@ -655,7 +655,7 @@ describe.skipIf(BACKEND !== "postgres" || !(await backendReady()))("replicas on 
           recoveryLog.push(w.message);
           if (w.code !== Code.Unavailable) violations.push(`recovery: CreateAssignment failed with ${w.message}; expected OK or UNAVAILABLE`);
           await judgeChecks("recovery");
-          if (Date.now() > recoveryDeadline) throw new Error(`no write succeeded within 30 s of PostgreSQL restarting:\n${recoveryLog.slice(-5).join("\n")}`);
+          if (Date.now() > recoveryDeadline) throw new Error(`no write succeeded within 30 s of PostgreSQL restarting:\n${recoveryLog.slice(-5).join("\n")}\nreplica C: exit ${C.child.exitCode} signal ${C.child.signalCode}; stderr tail:\n${C.stderr().slice(-4000)}`);
           await sleep(200);
         }
       }
