@@ -3,10 +3,21 @@ import type { Assignment, AssignmentState, Environment } from "./model.js";
 import { windowsOverlap } from "./model.js";
 import type { EnvironmentContext } from "./auth.js";
 import type { Effects, Runtime } from "./runtime.js";
-import type { StoreWriter } from "../store/store.js";
+import type { AssignmentFilter, StoreWriter } from "../store/store.js";
 import { ConflictError, DomainError, FailedPreconditionError, GRPC_CODE, InvalidArgumentError, NotFoundError } from "./errors.js";
 import { newId } from "./ids.js";
-import { checkCount, MAX_ID_LENGTH, MAX_IDEMPOTENCY_KEY_LENGTH, pageRequest, requireId, toPage } from "./validate.js";
+import {
+  checkCount,
+  MAX_ID_LENGTH,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  numberedPageRequest,
+  pageRequest,
+  readNumberedPage,
+  requireId,
+  toPage,
+  type NumberedPage,
+  type NumberedPageInput,
+} from "./validate.js";
 import { yieldToEventLoop } from "./runtime.js";
 import { StoreConflictError } from "../store/store.js";
 import { ReadAhead } from "./read-ahead.js";
@@ -21,6 +32,14 @@ export interface AssignmentInput {
   effectiveTo: number | null;
   /** a problem found while decoding the item at the API edge, reported as this item's result */
   error?: DomainError;
+}
+
+/** What ListAssignments filters on; "" = any. */
+export interface AssignmentListFilter {
+  identityId: string;
+  nodeId: string;
+  roleId: string;
+  state?: AssignmentState;
 }
 
 /** Per-item status, JSON-serializable so an idempotent batch can be replayed byte for byte. */
@@ -227,28 +246,24 @@ export class AssignmentService {
     return a;
   }
 
-  async listAssignments(
-    ctx: EnvironmentContext,
-    filter: { identityId: string; nodeId: string; roleId: string; state?: AssignmentState },
-    pageSize: number,
-    pageToken: string,
-  ) {
+  async listAssignments(ctx: EnvironmentContext, filter: AssignmentListFilter, pageSize: number, pageToken: string) {
     const page = pageRequest(pageSize, pageToken, this.rt.limits);
-    if (filter.identityId) requireId(filter.identityId, "identity_id");
-    if (filter.nodeId) requireId(filter.nodeId, "node_id");
-    if (filter.roleId) requireId(filter.roleId, "role_id");
-    const rows = await this.rt.store.reader.listAssignments(
-      ctx.environment.id,
-      {
-        identityId: filter.identityId || undefined,
-        nodeId: filter.nodeId || undefined,
-        roleId: filter.roleId || undefined,
-        state: filter.state,
-        at: this.rt.clock.now(),
-      },
-      { limit: page.pageSize + 1, afterId: page.afterId },
-    );
+    const storeFilter = this.listFilter(filter);
+    const rows = await this.rt.store.reader.listAssignments(ctx.environment.id, storeFilter, { limit: page.pageSize + 1, afterId: page.afterId });
     return toPage(rows, page);
+  }
+
+  /** listAssignments as a numbered page (page + take) with the total count of matching assignments. */
+  async listAssignmentsNumbered(ctx: EnvironmentContext, filter: AssignmentListFilter, page: NumberedPageInput): Promise<NumberedPage<Assignment>> {
+    const req = numberedPageRequest(page, this.rt.limits);
+    const storeFilter = this.listFilter(filter);
+    const envId = ctx.environment.id;
+    return readNumberedPage(
+      this.rt.store,
+      req,
+      (reader, window) => reader.listAssignments(envId, storeFilter, window),
+      (reader) => reader.countAssignments(envId, storeFilter),
+    );
   }
 
   async updateAssignment(
@@ -475,6 +490,20 @@ export class AssignmentService {
     if (list) list.push(candidate);
     else pending.set(identityId, [candidate]);
     return candidate;
+  }
+
+  /** Validates a list filter ("" = any) into the store's, with states evaluated now. */
+  private listFilter(filter: AssignmentListFilter): AssignmentFilter {
+    if (filter.identityId) requireId(filter.identityId, "identity_id");
+    if (filter.nodeId) requireId(filter.nodeId, "node_id");
+    if (filter.roleId) requireId(filter.roleId, "role_id");
+    return {
+      identityId: filter.identityId || undefined,
+      nodeId: filter.nodeId || undefined,
+      roleId: filter.roleId || undefined,
+      state: filter.state,
+      at: this.rt.clock.now(),
+    };
   }
 
   private duplicate(a: Assignment, existingId: string, field: string): ConflictError {

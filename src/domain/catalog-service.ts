@@ -3,7 +3,20 @@ import type { EnvironmentContext } from "./auth.js";
 import type { Runtime } from "./runtime.js";
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "./errors.js";
 import { newId } from "./ids.js";
-import { checkCount, MAX_DESCRIPTION_LENGTH, optionalText, pageRequest, requireId, requirePermissionKey, requireText, toPage } from "./validate.js";
+import {
+  checkCount,
+  MAX_DESCRIPTION_LENGTH,
+  numberedPageRequest,
+  optionalText,
+  pageRequest,
+  readNumberedPage,
+  requireId,
+  requirePermissionKey,
+  requireText,
+  toPage,
+  type NumberedPage,
+  type NumberedPageInput,
+} from "./validate.js";
 import { StoreConflictError, type StoreReader } from "../store/store.js";
 
 export interface PermissionInput {
@@ -56,10 +69,24 @@ export class CatalogService {
     });
   }
 
+  /** `category` "" = every category. */
   async listPermissions(ctx: EnvironmentContext, category: string, pageSize: number, pageToken: string) {
     const page = pageRequest(pageSize, pageToken, this.rt.limits);
     const rows = await this.rt.store.reader.listPermissions(ctx.environment.id, category || undefined, { limit: page.pageSize + 1, afterId: page.afterId });
     return toPage(rows, page);
+  }
+
+  /** listPermissions as a numbered page with the total count (of the category, if given). */
+  async listPermissionsNumbered(ctx: EnvironmentContext, category: string, page: NumberedPageInput): Promise<NumberedPage<Permission>> {
+    const req = numberedPageRequest(page, this.rt.limits);
+    const envId = ctx.environment.id;
+    const only = category || undefined;
+    return readNumberedPage(
+      this.rt.store,
+      req,
+      (reader, window) => reader.listPermissions(envId, only, window),
+      (reader) => reader.countPermissions(envId, only),
+    );
   }
 
   async updatePermission(
@@ -142,6 +169,18 @@ export class CatalogService {
     const page = pageRequest(pageSize, pageToken, this.rt.limits);
     const rows = await this.rt.store.reader.listRoles(ctx.environment.id, { limit: page.pageSize + 1, afterId: page.afterId });
     return toPage(rows, page);
+  }
+
+  /** listRoles as a numbered page with the environment's role count; items carry their permission keys. */
+  async listRolesNumbered(ctx: EnvironmentContext, page: NumberedPageInput): Promise<NumberedPage<Role>> {
+    const req = numberedPageRequest(page, this.rt.limits);
+    const envId = ctx.environment.id;
+    return readNumberedPage(
+      this.rt.store,
+      req,
+      (reader, window) => reader.listRoles(envId, window),
+      (reader) => reader.countRoles(envId),
+    );
   }
 
   async updateRole(ctx: EnvironmentContext, id: string, patch: { name?: string; description?: string }): Promise<{ role: Role; revision: number }> {

@@ -4,7 +4,21 @@ import type { Runtime } from "./runtime.js";
 import type { Closure, TreeNode } from "../engine/index.js";
 import { CycleError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "./errors.js";
 import { newId } from "./ids.js";
-import { checkMetadata, offsetPage, optionalText, pageRequest, requireId, requireText, requireTypeName, toPage } from "./validate.js";
+import {
+  checkMetadata,
+  numberedPageRequest,
+  numberedSlice,
+  offsetPage,
+  optionalText,
+  pageRequest,
+  readNumberedPage,
+  requireId,
+  requireText,
+  requireTypeName,
+  toPage,
+  type NumberedPage,
+  type NumberedPageInput,
+} from "./validate.js";
 
 /** A node as the API returns it: the stored node plus its depth (root = 1). */
 export type NodeView = HierarchyNode & { depth: number };
@@ -185,35 +199,62 @@ export class HierarchyService {
     });
   }
 
-  async listChildren(ctx: EnvironmentContext, id: string, pageSize: number, pageToken: string) {
+  async listChildren(ctx: EnvironmentContext, id: string, pageSize: number, pageToken: string): Promise<{ items: NodeView[]; nextPageToken: string }> {
     requireId(id, "id");
     const page = pageRequest(pageSize, pageToken, this.rt.limits);
-    const envId = ctx.environment.id;
-    const closure = this.rt.engine.closure(envId);
-    if (!closure.has(id)) throw new NotFoundError("node", id, "id");
+    const { envId, closure } = this.existing(ctx, id);
     const rows = await this.rt.store.reader.listChildren(envId, id, { limit: page.pageSize + 1, afterId: page.afterId });
-    const depth = closure.depth(id) + 1;
     const p = toPage(rows, page);
-    return { items: p.items.map((n) => ({ ...n, depth })), nextPageToken: p.nextPageToken };
+    return { items: this.atDepth(p.items, closure.depth(id) + 1), nextPageToken: p.nextPageToken };
+  }
+
+  /** listChildren as a numbered page with the node's child count. */
+  async listChildrenNumbered(ctx: EnvironmentContext, id: string, page: NumberedPageInput): Promise<NumberedPage<NodeView>> {
+    requireId(id, "id");
+    const req = numberedPageRequest(page, this.rt.limits);
+    const { envId, closure } = this.existing(ctx, id);
+    const p = await readNumberedPage(
+      this.rt.store,
+      req,
+      (reader, window) => reader.listChildren(envId, id, window),
+      (reader) => reader.countChildren(envId, id),
+    );
+    return { ...p, items: this.atDepth(p.items, closure.depth(id) + 1) };
   }
 
   /** Ancestors root first, excluding the node itself. */
   async getAncestors(ctx: EnvironmentContext, id: string): Promise<NodeView[]> {
     requireId(id, "id");
-    const envId = ctx.environment.id;
-    const closure = this.rt.engine.closure(envId);
-    if (!closure.has(id)) throw new NotFoundError("node", id, "id");
+    const { envId, closure } = this.existing(ctx, id);
     return this.load(envId, closure.ancestors(id), closure);
   }
 
   /** The node's subtree in pre-order, `maxLevels` below it (0 = all), paged. */
-  async getSubtree(ctx: EnvironmentContext, id: string, maxLevels: number, pageSize: number, pageToken: string) {
+  async getSubtree(ctx: EnvironmentContext, id: string, maxLevels: number, pageSize: number, pageToken: string): Promise<{ items: NodeView[]; nextPageToken: string }> {
     requireId(id, "id");
+    const { envId, closure } = this.existing(ctx, id);
+    const page = offsetPage(closure.subtree(id, maxLevels), pageSize, pageToken, this.rt.limits);
+    return { items: await this.load(envId, page.items, closure), nextPageToken: page.nextPageToken };
+  }
+
+  /** getSubtree as a numbered page; the count is the subtree's size (within `maxLevels`), from the closure. */
+  async getSubtreeNumbered(ctx: EnvironmentContext, id: string, maxLevels: number, page: NumberedPageInput): Promise<NumberedPage<NodeView>> {
+    requireId(id, "id");
+    const { envId, closure } = this.existing(ctx, id);
+    const p = numberedSlice(closure.subtree(id, maxLevels), numberedPageRequest(page, this.rt.limits));
+    return { ...p, items: await this.load(envId, p.items, closure) };
+  }
+
+  /** The environment's closure, which holds node `id` (else NOT_FOUND naming `id`). */
+  private existing(ctx: EnvironmentContext, id: string): { envId: string; closure: Closure } {
     const envId = ctx.environment.id;
     const closure = this.rt.engine.closure(envId);
     if (!closure.has(id)) throw new NotFoundError("node", id, "id");
-    const page = offsetPage(closure.subtree(id, maxLevels), pageSize, pageToken, this.rt.limits);
-    return { items: await this.load(envId, page.items, closure), nextPageToken: page.nextPageToken };
+    return { envId, closure };
+  }
+
+  private atDepth(nodes: HierarchyNode[], depth: number): NodeView[] {
+    return nodes.map((n) => ({ ...n, depth }));
   }
 
   private async load(envId: string, ids: string[], closure: Closure): Promise<NodeView[]> {

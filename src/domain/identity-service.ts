@@ -1,10 +1,22 @@
 import type { AppMembership, Identity, JsonObject, MembershipStatus } from "./model.js";
 import type { Principal } from "./auth.js";
 import type { Effects, Runtime } from "./runtime.js";
-import type { StoreReader, StoreWriter } from "../store/store.js";
+import type { IdentityFilter, StoreReader, StoreWriter } from "../store/store.js";
 import { ConflictError, DomainError, GRPC_CODE, NotFoundError, PermissionDeniedError } from "./errors.js";
 import { newId } from "./ids.js";
-import { checkCount, checkMetadata, optionalText, pageRequest, requireEmail, requireId, toPage } from "./validate.js";
+import {
+  checkCount,
+  checkMetadata,
+  numberedPageRequest,
+  optionalText,
+  pageRequest,
+  readNumberedPage,
+  requireEmail,
+  requireId,
+  toPage,
+  type NumberedPage,
+  type NumberedPageInput,
+} from "./validate.js";
 import { StoreConflictError } from "../store/store.js";
 import { yieldToEventLoop } from "./runtime.js";
 
@@ -13,6 +25,13 @@ export interface IdentityInput {
   displayName: string;
   externalId: string;
   metadata?: JsonObject;
+}
+
+/** What ListIdentities filters on; "" / undefined = any. */
+export interface IdentityListFilter {
+  email: string;
+  externalId: string;
+  isActive?: boolean;
 }
 
 /** Where an identity call acts: the caller, and the application its environment key belongs to. */
@@ -93,19 +112,33 @@ export class IdentityService {
     return this.visible(reader, scope, await reader.getIdentity(id), id);
   }
 
-  async listIdentities(scope: IdentityScope, filter: { email: string; externalId: string; isActive?: boolean }, pageSize: number, pageToken: string) {
+  async listIdentities(scope: IdentityScope, filter: IdentityListFilter, pageSize: number, pageToken: string) {
     const page = pageRequest(pageSize, pageToken, this.rt.limits);
-    const rows = await this.rt.store.reader.listIdentities(
-      {
-        accountId: scope.principal.accountId,
-        applicationId: scope.applicationId ?? undefined,
-        email: filter.email ? filter.email.trim().toLowerCase() : undefined,
-        externalId: filter.externalId || undefined,
-        isActive: filter.isActive,
-      },
-      { limit: page.pageSize + 1, afterId: page.afterId },
-    );
+    const rows = await this.rt.store.reader.listIdentities(this.listFilter(scope, filter), { limit: page.pageSize + 1, afterId: page.afterId });
     return toPage(rows, page);
+  }
+
+  /** listIdentities as a numbered page with the total count of identities the caller sees under `filter`. */
+  async listIdentitiesNumbered(scope: IdentityScope, filter: IdentityListFilter, page: NumberedPageInput): Promise<NumberedPage<Identity>> {
+    const req = numberedPageRequest(page, this.rt.limits);
+    const storeFilter = this.listFilter(scope, filter);
+    return readNumberedPage(
+      this.rt.store,
+      req,
+      (reader, window) => reader.listIdentities(storeFilter, window),
+      (reader) => reader.countIdentities(storeFilter),
+    );
+  }
+
+  /** The store filter of a list: the caller's account, and its application's members only when scoped to one. */
+  private listFilter(scope: IdentityScope, filter: IdentityListFilter): IdentityFilter {
+    return {
+      accountId: scope.principal.accountId,
+      applicationId: scope.applicationId ?? undefined,
+      email: filter.email ? filter.email.trim().toLowerCase() : undefined,
+      externalId: filter.externalId || undefined,
+      isActive: filter.isActive,
+    };
   }
 
   async updateIdentity(

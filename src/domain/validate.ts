@@ -1,6 +1,7 @@
 import { InvalidArgumentError, LimitExceededError } from "./errors.js";
 import type { JsonObject, PageRequest } from "./model.js";
 import type { Limits } from "./limits.js";
+import type { Keyset, Store, StoreReader } from "../store/store.js";
 
 /**
  * Field validators. Each throws an InvalidArgumentError naming the field, so every error the API
@@ -117,4 +118,63 @@ export function offsetPage<T>(all: T[], pageSize: number, pageToken: string, lim
   const items = all.slice(offset, offset + size);
   const next = offset + size < all.length ? Buffer.from(`o:${offset + size}`, "utf8").toString("base64url") : "";
   return { items, nextPageToken: next };
+}
+
+/** A numbered page as a request carries it, raw; 0 = the default (page 1; take = limits.defaultPageSize). */
+export interface NumberedPageInput {
+  page: number;
+  take: number;
+}
+
+/** One numbered page and the size of the whole list; `page` and `take` are the effective (defaulted) values. */
+export interface NumberedPage<T> {
+  items: T[];
+  itemCount: number;
+  page: number;
+  take: number;
+}
+
+/** A validated numbered page: 1-based `page`, `take` in 1..max, and the row `offset` it starts at. */
+export interface NumberedPageRequest {
+  page: number;
+  take: number;
+  offset: number;
+}
+
+/**
+ * Validates page / take (numbered pages, the REST envelope) like pageRequest validates page_size.
+ * A page past the end is valid (it is empty); an offset beyond exact integers is refused.
+ */
+export function numberedPageRequest(input: NumberedPageInput, limits: Limits): NumberedPageRequest {
+  if (!Number.isSafeInteger(input.page) || input.page < 0) throw new InvalidArgumentError("page", "must be a positive integer");
+  if (!Number.isInteger(input.take) || input.take < 0) throw new InvalidArgumentError("take", "must be a positive integer");
+  if (input.take > limits.maxPageSize) throw new InvalidArgumentError("take", `must be at most ${limits.maxPageSize}`);
+  const page = input.page === 0 ? 1 : input.page;
+  const take = input.take === 0 ? limits.defaultPageSize : input.take;
+  const lastPage = Math.floor(Number.MAX_SAFE_INTEGER / take) + 1;
+  if (page > lastPage) throw new InvalidArgumentError("page", `must be at most ${lastPage} with take ${take}`);
+  return { page, take, offset: (page - 1) * take };
+}
+
+/**
+ * Reads one numbered page from the store: the count, then (unless the page starts past the end) the
+ * rows at its offset. Two queries, run in one snapshot so the total and the items agree even while
+ * others write. `list` and `count` must apply the same filter (the store builds both from one query).
+ */
+export async function readNumberedPage<T>(
+  store: Pick<Store, "snapshot">,
+  req: NumberedPageRequest,
+  list: (reader: StoreReader, window: Keyset) => Promise<T[]>,
+  count: (reader: StoreReader) => Promise<number>,
+): Promise<NumberedPage<T>> {
+  return store.snapshot(async (reader) => {
+    const itemCount = await count(reader);
+    const items = req.offset < itemCount ? await list(reader, { limit: req.take, afterId: "", offset: req.offset }) : [];
+    return { items, itemCount, page: req.page, take: req.take };
+  });
+}
+
+/** A numbered page of an in-memory list (subtrees). */
+export function numberedSlice<T>(all: readonly T[], req: NumberedPageRequest): NumberedPage<T> {
+  return { items: all.slice(req.offset, req.offset + req.take), itemCount: all.length, page: req.page, take: req.take };
 }

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable, type Updateable } from "kysely";
+import { sql, type Kysely, type Selectable, type SelectQueryBuilder, type Updateable } from "kysely";
 import type {
   Account,
   AccessModel,
@@ -35,7 +35,10 @@ import {
   StoreConflictError,
   StoreUnavailableError,
   type AssignmentFacts,
+  type AssignmentFilter,
   type IdempotencyRecord,
+  type IdentityFilter,
+  type Keyset,
   type Store,
   type StoreReader,
   type StoreWriter,
@@ -186,6 +189,27 @@ function compare(a: string, b: string): number {
 
 function byId<T extends { id: string }>(rows: T[]): T[] {
   return rows.sort((a, b) => compare(a.id, b.id));
+}
+
+/**
+ * The `page` window of an id-ordered list query: keyset (id > afterId), or from the start skipping
+ * `offset` rows (numbered pages). Lists and their counts share one base query each; only this
+ * window (or countOf) is added on top, so the filters are written once.
+ */
+function windowed<TB extends keyof Database, O>(q: SelectQueryBuilder<Database, TB, O>, page: Keyset): SelectQueryBuilder<Database, TB, O> {
+  const id = sql.ref<string>("id");
+  const offset = page.afterId === "" ? (page.offset ?? 0) : 0;
+  return q
+    .$if(page.afterId !== "", (w) => w.where(id, ">", page.afterId))
+    .orderBy(id)
+    .limit(page.limit)
+    .$if(offset > 0, (w) => w.offset(offset));
+}
+
+/** COUNT(*) of a base query (PostgreSQL returns the count as a string). */
+async function countOf<TB extends keyof Database>(q: SelectQueryBuilder<Database, TB, object>): Promise<number> {
+  const r = await q.select((eb) => eb.fn.countAll().as("n")).executeTakeFirstOrThrow();
+  return Number(r.n);
 }
 
 // ---- row -> record -------------------------------------------------------------------------
@@ -358,6 +382,46 @@ function readerOf(db: Kysely<Database>): StoreReader {
     return rows.map((r) => toRole(r, keys.get(r.id)!.sort(compare)));
   }
 
+  // Base queries (filters only) shared by each paged list and its count. A numbered page reads its
+  // count and its rows as two queries; the caller runs both in one snapshot when they must agree.
+  const identitiesMatching = (filter: IdentityFilter) =>
+    db
+      .selectFrom("identities")
+      .where("account_id", "=", filter.accountId)
+      .$if(filter.applicationId !== undefined, (q) =>
+        q.where("id", "in", db.selectFrom("app_memberships").select("identity_id").where("application_id", "=", filter.applicationId!)),
+      )
+      .$if(filter.email !== undefined, (q) => q.where("email", "=", filter.email!))
+      .$if(filter.externalId !== undefined, (q) => q.where("external_id", "=", filter.externalId!))
+      .$if(filter.isActive !== undefined, (q) => q.where("is_active", "=", filter.isActive ? 1 : 0));
+  const permissionsMatching = (environmentId: string, category: string | undefined) =>
+    db
+      .selectFrom("permissions")
+      .where("environment_id", "=", environmentId)
+      .$if(category !== undefined, (q) => q.where("category", "=", category!));
+  const rolesOf = (environmentId: string) => db.selectFrom("roles").where("environment_id", "=", environmentId);
+  const childrenOf = (environmentId: string, parentId: string) =>
+    db.selectFrom("nodes").where("parent_id", "=", parentId).where("environment_id", "=", environmentId);
+  const assignmentsMatching = (environmentId: string, filter: AssignmentFilter) => {
+    const at = filter.at;
+    return (
+      db
+        .selectFrom("assignments")
+        .where("environment_id", "=", environmentId)
+        .$if(filter.identityId !== undefined, (q) => q.where("identity_id", "=", filter.identityId!))
+        .$if(filter.nodeId !== undefined, (q) => q.where("node_id", "=", filter.nodeId!))
+        .$if(filter.roleId !== undefined, (q) => q.where("role_id", "=", filter.roleId!))
+        // half-open window [effective_from, effective_to)
+        .$if(filter.state === "scheduled", (q) => q.where("effective_from", ">", at))
+        .$if(filter.state === "active", (q) =>
+          q
+            .where("effective_from", "<=", at)
+            .where((eb) => eb.or([eb("effective_to", "is", null), eb("effective_to", ">", at)])),
+        )
+        .$if(filter.state === "expired", (q) => q.where("effective_to", "is not", null).where("effective_to", "<=", at))
+    );
+  };
+
   return {
     async getDefaultAccount() {
       // the default account is the first one created (ids are UUIDv7)
@@ -377,14 +441,7 @@ function readerOf(db: Kysely<Database>): StoreReader {
       return r && toApplication(r);
     },
     async listApplications(accountId, page) {
-      const rows = await db
-        .selectFrom("applications")
-        .selectAll()
-        .where("account_id", "=", accountId)
-        .$if(page.afterId !== "", (q) => q.where("id", ">", page.afterId))
-        .orderBy("id")
-        .limit(page.limit)
-        .execute();
+      const rows = await windowed(db.selectFrom("applications").selectAll().where("account_id", "=", accountId), page).execute();
       return rows.map(toApplication);
     },
 
@@ -457,25 +514,10 @@ function readerOf(db: Kysely<Database>): StoreReader {
       return r && toIdentity(r);
     },
     async listIdentities(filter, page) {
-      const rows = await db
-        .selectFrom("identities")
-        .selectAll()
-        .where("account_id", "=", filter.accountId)
-        .$if(filter.applicationId !== undefined, (q) =>
-          q.where(
-            "id",
-            "in",
-            db.selectFrom("app_memberships").select("identity_id").where("application_id", "=", filter.applicationId!),
-          ),
-        )
-        .$if(filter.email !== undefined, (q) => q.where("email", "=", filter.email!))
-        .$if(filter.externalId !== undefined, (q) => q.where("external_id", "=", filter.externalId!))
-        .$if(filter.isActive !== undefined, (q) => q.where("is_active", "=", filter.isActive ? 1 : 0))
-        .$if(page.afterId !== "", (q) => q.where("id", ">", page.afterId))
-        .orderBy("id")
-        .limit(page.limit)
-        .execute();
-      return rows.map(toIdentity);
+      return (await windowed(identitiesMatching(filter).selectAll(), page).execute()).map(toIdentity);
+    },
+    async countIdentities(filter) {
+      return countOf(identitiesMatching(filter));
     },
     async listAllIdentities(accountId) {
       const rows = await db.selectFrom("identities").selectAll().where("account_id", "=", accountId).orderBy("id").execute();
@@ -533,16 +575,10 @@ function readerOf(db: Kysely<Database>): StoreReader {
       return byId(out);
     },
     async listPermissions(environmentId, category, page) {
-      const rows = await db
-        .selectFrom("permissions")
-        .selectAll()
-        .where("environment_id", "=", environmentId)
-        .$if(category !== undefined, (q) => q.where("category", "=", category!))
-        .$if(page.afterId !== "", (q) => q.where("id", ">", page.afterId))
-        .orderBy("id")
-        .limit(page.limit)
-        .execute();
-      return rows.map(toPermission);
+      return (await windowed(permissionsMatching(environmentId, category).selectAll(), page).execute()).map(toPermission);
+    },
+    async countPermissions(environmentId, category) {
+      return countOf(permissionsMatching(environmentId, category));
     },
     async listAllPermissions(environmentId) {
       const rows = await db
@@ -573,15 +609,10 @@ function readerOf(db: Kysely<Database>): StoreReader {
       return r && (await withPermissionKeys([r]))[0];
     },
     async listRoles(environmentId, page) {
-      const rows = await db
-        .selectFrom("roles")
-        .selectAll()
-        .where("environment_id", "=", environmentId)
-        .$if(page.afterId !== "", (q) => q.where("id", ">", page.afterId))
-        .orderBy("id")
-        .limit(page.limit)
-        .execute();
-      return withPermissionKeys(rows);
+      return withPermissionKeys(await windowed(rolesOf(environmentId).selectAll(), page).execute());
+    },
+    async countRoles(environmentId) {
+      return countOf(rolesOf(environmentId));
     },
     async listAllRoles(environmentId) {
       const rows = await db.selectFrom("roles").selectAll().where("environment_id", "=", environmentId).orderBy("id").execute();
@@ -611,16 +642,10 @@ function readerOf(db: Kysely<Database>): StoreReader {
       return byId(out);
     },
     async listChildren(environmentId, parentId, page) {
-      const rows = await db
-        .selectFrom("nodes")
-        .selectAll()
-        .where("parent_id", "=", parentId)
-        .where("environment_id", "=", environmentId)
-        .$if(page.afterId !== "", (q) => q.where("id", ">", page.afterId))
-        .orderBy("id")
-        .limit(page.limit)
-        .execute();
-      return rows.map(toNode);
+      return (await windowed(childrenOf(environmentId, parentId).selectAll(), page).execute()).map(toNode);
+    },
+    async countChildren(environmentId, parentId) {
+      return countOf(childrenOf(environmentId, parentId));
     },
     async listAllNodes(environmentId) {
       const rows = await db.selectFrom("nodes").selectAll().where("environment_id", "=", environmentId).orderBy("id").execute();
@@ -650,27 +675,10 @@ function readerOf(db: Kysely<Database>): StoreReader {
       return byId(out);
     },
     async listAssignments(environmentId, filter, page) {
-      const at = filter.at;
-      const rows = await db
-        .selectFrom("assignments")
-        .selectAll()
-        .where("environment_id", "=", environmentId)
-        .$if(filter.identityId !== undefined, (q) => q.where("identity_id", "=", filter.identityId!))
-        .$if(filter.nodeId !== undefined, (q) => q.where("node_id", "=", filter.nodeId!))
-        .$if(filter.roleId !== undefined, (q) => q.where("role_id", "=", filter.roleId!))
-        // half-open window [effective_from, effective_to)
-        .$if(filter.state === "scheduled", (q) => q.where("effective_from", ">", at))
-        .$if(filter.state === "active", (q) =>
-          q
-            .where("effective_from", "<=", at)
-            .where((eb) => eb.or([eb("effective_to", "is", null), eb("effective_to", ">", at)])),
-        )
-        .$if(filter.state === "expired", (q) => q.where("effective_to", "is not", null).where("effective_to", "<=", at))
-        .$if(page.afterId !== "", (q) => q.where("id", ">", page.afterId))
-        .orderBy("id")
-        .limit(page.limit)
-        .execute();
-      return rows.map(toAssignment);
+      return (await windowed(assignmentsMatching(environmentId, filter).selectAll(), page).execute()).map(toAssignment);
+    },
+    async countAssignments(environmentId, filter) {
+      return countOf(assignmentsMatching(environmentId, filter));
     },
     async listAssignmentsOfIdentities(environmentId, identityIds) {
       const out: Assignment[] = [];
@@ -761,24 +769,12 @@ function readerOf(db: Kysely<Database>): StoreReader {
     async countAssignmentsOnNodes(environmentId, nodeIds) {
       let total = 0;
       for (const chunk of chunked(unique(nodeIds))) {
-        const r = await db
-          .selectFrom("assignments")
-          .select((eb) => eb.fn.countAll().as("n"))
-          .where("environment_id", "=", environmentId)
-          .where("node_id", "in", chunk)
-          .executeTakeFirstOrThrow();
-        total += Number(r.n);
+        total += await countOf(db.selectFrom("assignments").where("environment_id", "=", environmentId).where("node_id", "in", chunk));
       }
       return total;
     },
     async countAssignmentsOfRole(environmentId, roleId) {
-      const r = await db
-        .selectFrom("assignments")
-        .select((eb) => eb.fn.countAll().as("n"))
-        .where("environment_id", "=", environmentId)
-        .where("role_id", "=", roleId)
-        .executeTakeFirstOrThrow();
-      return Number(r.n);
+      return countOf(assignmentsMatching(environmentId, { roleId, at: 0 }));
     },
 
     async getIdempotencyRecord(environmentId, key) {

@@ -22,15 +22,19 @@ import type {
  * next) implements the same interface and passes the same conformance suite (test/conformance).
  *
  * Conventions: times are epoch ms; lists are ordered by id (ids are UUIDv7, so id order is creation
- * order) and paged by keyset: `{ limit, afterId }` returns up to `limit` rows with id > afterId.
+ * order) and paged by keyset: `{ limit, afterId }` returns up to `limit` rows with id > afterId, or
+ * by offset for numbered pages: `{ limit, afterId: "", offset }` skips `offset` rows first. Each such
+ * list has a `count…` sibling taking the same filter, so a numbered page can report its total.
  * Reads of a missing row return `undefined`, never throw. Constraint violations surface as
  * `StoreConflictError` (unique) so services can map them without knowing the dialect.
  */
 
-/** Keyset window over an id-ordered list. `afterId` "" = from the start. */
+/** Window over an id-ordered list. `afterId` "" = from the start (then skipping `offset` rows, if set). */
 export interface Keyset {
   limit: number;
   afterId: string;
+  /** rows to skip (numbered pages); only used when `afterId` is "" */
+  offset?: number;
 }
 
 export interface IdentityFilter {
@@ -131,6 +135,8 @@ export interface StoreReader {
   getIdentityByEmail(accountId: string, email: string): Promise<Identity | undefined>;
   getIdentityByExternalId(accountId: string, externalId: string): Promise<Identity | undefined>;
   listIdentities(filter: IdentityFilter, page: Keyset): Promise<Identity[]>;
+  /** how many identities `listIdentities(filter, …)` pages over */
+  countIdentities(filter: IdentityFilter): Promise<number>;
   /** every identity of the account (engine warm-up) */
   listAllIdentities(accountId: string): Promise<Identity[]>;
 
@@ -142,21 +148,26 @@ export interface StoreReader {
   getPermission(environmentId: string, id: string): Promise<Permission | undefined>;
   getPermissionsByKeys(environmentId: string, keys: string[]): Promise<Permission[]>;
   listPermissions(environmentId: string, category: string | undefined, page: Keyset): Promise<Permission[]>;
+  countPermissions(environmentId: string, category: string | undefined): Promise<number>;
   listAllPermissions(environmentId: string): Promise<Permission[]>;
 
   getRole(environmentId: string, id: string): Promise<Role | undefined>;
   getRoleByName(environmentId: string, name: string): Promise<Role | undefined>;
   listRoles(environmentId: string, page: Keyset): Promise<Role[]>;
+  countRoles(environmentId: string): Promise<number>;
   listAllRoles(environmentId: string): Promise<Role[]>;
 
   getNode(environmentId: string, id: string): Promise<HierarchyNode | undefined>;
   getNodesByIds(environmentId: string, ids: string[]): Promise<HierarchyNode[]>;
   listChildren(environmentId: string, parentId: string, page: Keyset): Promise<HierarchyNode[]>;
+  countChildren(environmentId: string, parentId: string): Promise<number>;
   listAllNodes(environmentId: string): Promise<HierarchyNode[]>;
 
   getAssignment(environmentId: string, id: string): Promise<Assignment | undefined>;
   getAssignmentsByIds(environmentId: string, ids: string[]): Promise<Assignment[]>;
   listAssignments(environmentId: string, filter: AssignmentFilter, page: Keyset): Promise<Assignment[]>;
+  /** how many assignments `listAssignments(environmentId, filter, …)` pages over (state evaluated at `filter.at`) */
+  countAssignments(environmentId: string, filter: AssignmentFilter): Promise<number>;
   /** every assignment of these identities in the environment (duplicate detection) */
   listAssignmentsOfIdentities(environmentId: string, identityIds: string[]): Promise<Assignment[]>;
   listAllAssignments(environmentId: string): Promise<Assignment[]>;

@@ -16,7 +16,9 @@ import type {
 import {
   StoreConflictError,
   StoreUnavailableError,
+  type AssignmentFilter,
   type IdempotencyRecord,
+  type IdentityFilter,
   type Store,
   type StoreWriter,
 } from "../../src/store/store.js";
@@ -534,6 +536,57 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(q).toEqual([people[4], people[5]]);
       });
 
+      it("pages identities by offset and counts them under the same filters", async () => {
+        const s = await seedEnvironment(store);
+        const stranger = makeAccount();
+        // inactive: 0, 3, 6; members of s.app: 1, 3, 4, 6
+        const people = Array.from({ length: 7 }, (_, i) => makeIdentity(s.account.id, { isActive: i % 3 !== 0, externalId: `ext-${i}` }));
+        await store.transaction(async (tx) => {
+          await tx.insertAccount(stranger);
+          await tx.insertIdentity(makeIdentity(stranger.id));
+          for (const p of people) await tx.insertIdentity(p);
+          for (const i of [1, 3, 4, 6]) {
+            await tx.insertMembership({ identityId: people[i].id, applicationId: s.app.id, status: i === 4 ? "inactive" : "active", createdAt: T0, updatedAt: T0 });
+          }
+        });
+        const mine = (f: Omit<IdentityFilter, "accountId"> = {}): IdentityFilter => ({ accountId: s.account.id, ...f });
+        const count = (f?: Omit<IdentityFilter, "accountId">) => store.reader.countIdentities(mine(f));
+        const at = (f: Omit<IdentityFilter, "accountId">, offset: number, limit: number) =>
+          store.reader.listIdentities(mine(f), { limit, afterId: "", offset });
+        expect(await count()).toBe(7);
+        expect(await at({}, 0, 3)).toEqual(people.slice(0, 3));
+        expect(await at({}, 3, 3)).toEqual(people.slice(3, 6));
+        expect(await at({}, 6, 3)).toEqual([people[6]]);
+        expect(await at({}, 7, 3)).toEqual([]);
+        expect(await at({}, 1_000_000, 3)).toEqual([]);
+        expect(await count({ isActive: false })).toBe(3);
+        expect(await at({ isActive: false }, 1, 1)).toEqual([people[3]]);
+        expect(await count({ isActive: true })).toBe(4);
+        expect(await at({ isActive: true }, 2, 10)).toEqual([people[4], people[5]]);
+        expect(await count({ applicationId: s.app.id })).toBe(4);
+        expect(await at({ applicationId: s.app.id }, 2, 10)).toEqual([people[4], people[6]]);
+        expect(await count({ applicationId: s.app.id, isActive: true })).toBe(2);
+        expect(await at({ applicationId: s.app.id, isActive: true }, 1, 10)).toEqual([people[4]]);
+        expect(await count({ email: people[5].email })).toBe(1);
+        expect(await at({ email: people[5].email }, 0, 10)).toEqual([people[5]]);
+        expect(await count({ externalId: "ext-2" })).toBe(1);
+        expect(await count({ externalId: "ext-2", isActive: false })).toBe(0);
+        expect(await count({ externalId: "none" })).toBe(0);
+        expect(await store.reader.countIdentities({ accountId: stranger.id })).toBe(1);
+        expect(await store.reader.countIdentities({ accountId: newId() })).toBe(0);
+        // a keyset position wins over an offset
+        expect(await store.reader.listIdentities(mine(), { limit: 2, afterId: people[1].id, offset: 4 })).toEqual(people.slice(2, 4));
+        // counts follow writes: a removed membership, a deactivation
+        await store.transaction(async (tx) => {
+          await tx.deleteMembership(people[3].id, s.app.id);
+          await tx.updateIdentity(people[1].id, { isActive: false, updatedAt: T0 + 1 });
+        });
+        expect(await count({ applicationId: s.app.id })).toBe(3);
+        expect(await at({ applicationId: s.app.id }, 1, 10)).toEqual([people[4], people[6]]);
+        expect(await count({ isActive: false })).toBe(4);
+        expect(await count({ applicationId: s.app.id, isActive: true })).toBe(1);
+      });
+
       it("updates only the patched fields", async () => {
         const acct = makeAccount();
         const ada = makeIdentity(acct.id, { externalId: "E1", metadata: { a: 1 } });
@@ -638,6 +691,46 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(u1).toEqual(perms.slice(2, 5));
       });
 
+      it("pages permissions by offset and counts them per category, after deletes too", async () => {
+        const s = await seedEnvironment(store, { name: "development" });
+        const other = await seedEnvironment(store, { account: s.account, app: s.app, name: "production" });
+        // admin: 0, 3, 6; general: 1, 2, 4, 5, 7, 8
+        const perms = Array.from({ length: 9 }, (_, i) => makePermission(s.env.id, `res${i}.read`, { category: i % 3 === 0 ? "admin" : "general" }));
+        await store.transaction(async (tx) => {
+          await tx.insertPermissions(perms);
+          await tx.insertPermissions([makePermission(other.env.id, "res0.read", { category: "admin" })]);
+        });
+        const count = (category?: string) => store.reader.countPermissions(s.env.id, category);
+        const at = (category: string | undefined, offset: number, limit: number) => store.reader.listPermissions(s.env.id, category, { limit, afterId: "", offset });
+        expect(await count()).toBe(9);
+        expect(await count("admin")).toBe(3);
+        expect(await count("general")).toBe(6);
+        expect(await count("none")).toBe(0);
+        expect(await store.reader.countPermissions(other.env.id, undefined)).toBe(1);
+        expect(await store.reader.countPermissions(other.env.id, "general")).toBe(0);
+        expect(await at(undefined, 0, 2)).toEqual(perms.slice(0, 2));
+        expect(await at(undefined, 4, 4)).toEqual(perms.slice(4, 8));
+        expect(await at(undefined, 8, 4)).toEqual([perms[8]]);
+        expect(await at(undefined, 9, 4)).toEqual([]);
+        expect(await at("general", 2, 2)).toEqual([perms[4], perms[5]]);
+        expect(await at("general", 4, 10)).toEqual([perms[7], perms[8]]);
+        expect(await at("admin", 3, 10)).toEqual([]);
+        await store.transaction(async (tx) => {
+          await tx.deletePermission(perms[3].id);
+          await tx.deletePermission(perms[4].id);
+        });
+        expect(await count()).toBe(7);
+        expect(await count("admin")).toBe(2);
+        expect(await count("general")).toBe(5);
+        expect(await at("admin", 1, 10)).toEqual([perms[6]]);
+        expect(await at("general", 2, 2)).toEqual([perms[5], perms[7]]);
+        // a category change moves the permission between the counts
+        await store.transaction((tx) => tx.updatePermission(perms[1].id, { category: "admin", updatedAt: T0 + 1 }));
+        expect(await count("admin")).toBe(3);
+        expect(await count("general")).toBe(4);
+        expect(await at("admin", 1, 1)).toEqual([{ ...perms[1], category: "admin", updatedAt: T0 + 1 }]);
+      });
+
       it("refuses a batch with a key already used in the environment and writes none of it", async () => {
         const s = await seedEnvironment(store);
         const existing = makePermission(s.env.id, "invoice.read");
@@ -725,6 +818,35 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.reader.listAllRoles(s.env.id)).toEqual([adminRead, emptyRead, viewerRead]);
         expect(await store.reader.listRoles(s.env.id, { limit: 2, afterId: "" })).toEqual([adminRead, emptyRead]);
         expect(await store.reader.listRoles(s.env.id, { limit: 2, afterId: empty.id })).toEqual([viewerRead]);
+      });
+
+      it("pages roles by offset with their permission keys and counts them, after deletes too", async () => {
+        const s = await seedEnvironment(store, { name: "development" });
+        const other = await seedEnvironment(store, { account: s.account, app: s.app, name: "production" });
+        const read = makePermission(s.env.id, "doc.read");
+        const write = makePermission(s.env.id, "doc.write");
+        const roles = Array.from({ length: 5 }, (_, i) => makeRole(s.env.id, `role-${i}`));
+        await store.transaction(async (tx) => {
+          await tx.insertPermissions([read, write]);
+          for (const [i, r] of roles.entries()) await tx.insertRole(r, i % 2 ? [write.id, read.id] : []);
+          await tx.insertRole(makeRole(other.env.id, "elsewhere"), []);
+        });
+        const read_ = (i: number): Role => ({ ...roles[i], permissionKeys: i % 2 ? ["doc.read", "doc.write"] : [] });
+        const at = (offset: number, limit: number) => store.reader.listRoles(s.env.id, { limit, afterId: "", offset });
+        expect(await store.reader.countRoles(s.env.id)).toBe(5);
+        expect(await store.reader.countRoles(other.env.id)).toBe(1);
+        expect(await store.reader.countRoles(newId())).toBe(0);
+        expect(await at(0, 2)).toEqual([read_(0), read_(1)]);
+        expect(await at(1, 2)).toEqual([read_(1), read_(2)]);
+        expect(await at(4, 2)).toEqual([read_(4)]);
+        expect(await at(5, 2)).toEqual([]);
+        await store.transaction(async (tx) => {
+          await tx.deleteRole(roles[0].id);
+          await tx.deleteRole(roles[3].id);
+        });
+        expect(await store.reader.countRoles(s.env.id)).toBe(3);
+        expect(await at(1, 10)).toEqual([read_(2), read_(4)]);
+        expect(await at(3, 10)).toEqual([]);
       });
 
       it("refuses a duplicate role name in an environment, and links to unknown permissions", async () => {
@@ -830,6 +952,35 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
         expect(await store.reader.listChildren(other.env.id, s.root.id, { limit: 10, afterId: "" })).toEqual([]);
         expect(await store.reader.listAllNodes(s.env.id)).toEqual([s.root, eu, us, apac, paris]);
         expect(await store.reader.listAllNodes(other.env.id)).toEqual([other.root]);
+      });
+
+      it("pages children by offset and counts them per parent, after deletes and moves too", async () => {
+        const s = await seedEnvironment(store);
+        const other = await seedEnvironment(store);
+        const regions = Array.from({ length: 5 }, () => makeNode(s.env.id, s.root.id));
+        const shops = Array.from({ length: 3 }, () => makeNode(s.env.id, regions[0].id, { type: "store" }));
+        await store.transaction(async (tx) => {
+          for (const n of [...regions, ...shops]) await tx.insertNode(n);
+        });
+        const count = (parentId: string) => store.reader.countChildren(s.env.id, parentId);
+        const at = (parentId: string, offset: number, limit: number) => store.reader.listChildren(s.env.id, parentId, { limit, afterId: "", offset });
+        expect(await count(s.root.id)).toBe(5);
+        expect(await count(regions[0].id)).toBe(3);
+        expect(await count(regions[1].id)).toBe(0);
+        expect(await store.reader.countChildren(other.env.id, s.root.id)).toBe(0);
+        expect(await store.reader.countChildren(other.env.id, other.root.id)).toBe(0);
+        expect(await at(s.root.id, 2, 2)).toEqual(regions.slice(2, 4));
+        expect(await at(s.root.id, 4, 2)).toEqual([regions[4]]);
+        expect(await at(s.root.id, 9, 2)).toEqual([]);
+        expect(await at(regions[0].id, 1, 5)).toEqual(shops.slice(1));
+        await store.transaction((tx) => tx.deleteNodes(s.env.id, [regions[0].id, ...ids(shops)]));
+        expect(await count(s.root.id)).toBe(4);
+        expect(await count(regions[0].id)).toBe(0);
+        expect(await at(s.root.id, 0, 10)).toEqual(regions.slice(1));
+        await store.transaction((tx) => tx.updateNode(regions[4].id, { parentId: regions[1].id, updatedAt: T0 + 1 }));
+        expect(await count(s.root.id)).toBe(3);
+        expect(await count(regions[1].id)).toBe(1);
+        expect(await at(s.root.id, 1, 10)).toEqual([regions[2], regions[3]]);
       });
 
       it("refuses a node under an unknown parent", async () => {
@@ -1069,6 +1220,72 @@ export function describeStoreConformance(name: string, makeStore: () => Promise<
           ids(await store.reader.listAssignments(w.env.id, { state: "expired", at: 2000, identityId: w.ada.id }, { limit: 1, afterId: early.id })),
         ).toEqual([middle.id]);
         expect(await store.reader.listAssignments(w.env.id, { state: "active", at: 1500, identityId: w.bob.id }, { limit: 10, afterId: "" })).toEqual([]);
+      });
+
+      it("pages by offset and counts under every filter, states included, after deletes too", async () => {
+        const w = await world();
+        const ow = await world(await seedEnvironment(store, { account: w.account, app: w.app, name: "production" }));
+        const { ada, bob, viewer, editor, eu, us, root } = w;
+        const env = w.env.id;
+        // states at t = 1000 (half-open windows)
+        const rows = [
+          makeAssignment(env, ada.id, viewer.id, eu.id, { effectiveFrom: 0, effectiveTo: 1000 }), // 0 expired
+          makeAssignment(env, ada.id, editor.id, us.id, { effectiveFrom: 500, effectiveTo: 1500 }), // 1 active
+          makeAssignment(env, bob.id, viewer.id, eu.id, { effectiveFrom: 2000, effectiveTo: null }), // 2 scheduled
+          makeAssignment(env, bob.id, editor.id, root.id, { effectiveFrom: 0, effectiveTo: null }), // 3 active
+          makeAssignment(env, ada.id, viewer.id, root.id, { effectiveFrom: 1000, effectiveTo: 3000 }), // 4 active
+          makeAssignment(env, bob.id, viewer.id, us.id, { effectiveFrom: 1001, effectiveTo: null }), // 5 scheduled
+          makeAssignment(env, ada.id, editor.id, eu.id, { effectiveFrom: 0, effectiveTo: 999 }), // 6 expired
+        ];
+        await store.transaction(async (tx) => {
+          await tx.insertAssignments([...rows].reverse());
+          await tx.insertAssignments([makeAssignment(ow.env.id, ow.ada.id, ow.viewer.id, ow.eu.id)]);
+        });
+        type Filter = Omit<AssignmentFilter, "at">;
+        const count = (f: Filter = {}) => store.reader.countAssignments(env, { ...f, at: 1000 });
+        const at = (f: Filter, offset: number, limit: number) => store.reader.listAssignments(env, { ...f, at: 1000 }, { limit, afterId: "", offset });
+        expect(await count()).toBe(7);
+        expect(await count({ state: "scheduled" })).toBe(2);
+        expect(await count({ state: "active" })).toBe(3);
+        expect(await count({ state: "expired" })).toBe(2);
+        expect(await at({ state: "scheduled" }, 0, 10)).toEqual([rows[2], rows[5]]);
+        expect(await at({ state: "active" }, 1, 1)).toEqual([rows[3]]);
+        expect(await at({ state: "active" }, 2, 5)).toEqual([rows[4]]);
+        expect(await at({ state: "expired" }, 1, 5)).toEqual([rows[6]]);
+        expect(await at({ state: "expired" }, 2, 5)).toEqual([]);
+        expect(await at({}, 3, 3)).toEqual(rows.slice(3, 6));
+        expect(await at({}, 6, 3)).toEqual([rows[6]]);
+        expect(await at({}, 7, 3)).toEqual([]);
+        expect(await at({}, 1_000_000, 3)).toEqual([]);
+        expect(await count({ identityId: ada.id })).toBe(4);
+        expect(await at({ identityId: ada.id }, 2, 10)).toEqual([rows[4], rows[6]]);
+        expect(await count({ nodeId: eu.id })).toBe(3);
+        expect(await at({ nodeId: eu.id }, 1, 1)).toEqual([rows[2]]);
+        expect(await count({ roleId: editor.id })).toBe(3);
+        expect(await count({ identityId: ada.id, state: "active" })).toBe(2);
+        expect(await at({ identityId: ada.id, state: "active" }, 1, 10)).toEqual([rows[4]]);
+        expect(await count({ identityId: bob.id, roleId: viewer.id, state: "scheduled" })).toBe(2);
+        expect(await count({ identityId: bob.id, nodeId: root.id, state: "expired" })).toBe(0);
+        // the state is evaluated at `at`
+        expect(await store.reader.countAssignments(env, { state: "expired", at: 5000 })).toBe(4);
+        expect(await store.reader.countAssignments(env, { state: "scheduled", at: -1 })).toBe(7);
+        // scoped to the environment
+        expect(await store.reader.countAssignments(ow.env.id, { at: 1000 })).toBe(1);
+        expect(await store.reader.countAssignments(ow.env.id, { identityId: ada.id, at: 1000 })).toBe(0);
+        expect(await store.reader.countAssignments(newId(), { at: 1000 })).toBe(0);
+        // a keyset position wins over an offset
+        expect(await store.reader.listAssignments(env, { at: 1000 }, { limit: 1, afterId: rows[0].id, offset: 3 })).toEqual([rows[1]]);
+        // counts after deletes
+        await store.transaction((tx) => tx.deleteAssignments(env, [rows[1].id, rows[2].id]));
+        expect(await count()).toBe(5);
+        expect(await count({ state: "active" })).toBe(2);
+        expect(await count({ state: "scheduled" })).toBe(1);
+        expect(await at({}, 1, 2)).toEqual([rows[3], rows[4]]);
+        await store.transaction((tx) => tx.deleteAssignmentsOfRole(env, editor.id));
+        expect(await count()).toBe(3);
+        expect(await count({ roleId: editor.id })).toBe(0);
+        expect(await at({}, 2, 2)).toEqual([rows[5]]);
+        expect(await store.reader.countAssignments(ow.env.id, { at: 1000 })).toBe(1);
       });
 
       it("lists assignments of many identities and counts by nodes and by role", async () => {
