@@ -61,7 +61,7 @@ export class Authenticator {
   ) {}
 
   async authenticate(secret: string | undefined): Promise<Principal> {
-    if (!secret) throw new UnauthenticatedError("missing API key: send it in the x-api-key header or as 'authorization: Bearer <key>'");
+    if (!secret) throw new UnauthenticatedError("missing API key: send it in the x-api-key header or as 'authorization: Bearer <key>'", "auth.missing_api_key");
     if (!secret.startsWith(KEY_PREFIX) || secret.length > 256) throw new UnauthenticatedError("invalid API key");
     const hash = hashSecret(secret);
     const cached = this.cache.get(hash);
@@ -75,8 +75,8 @@ export class Authenticator {
     if (!key || !timingSafeEqual(Buffer.from(key.keyHash, "hex"), Buffer.from(hash, "hex"))) {
       throw new UnauthenticatedError("invalid API key");
     }
-    if (key.revokedAt !== null) throw new UnauthenticatedError(`API key ${key.id} has been revoked`);
-    if (key.expiresAt !== null && this.rt.clock.now() >= key.expiresAt) throw new UnauthenticatedError(`API key ${key.id} has expired`);
+    if (key.revokedAt !== null) throw new UnauthenticatedError(`API key ${key.id} has been revoked`, "auth.api_key_revoked");
+    if (key.expiresAt !== null && this.rt.clock.now() >= key.expiresAt) throw new UnauthenticatedError(`API key ${key.id} has expired`, "auth.api_key_expired");
     return { keyId: key.id, accountId: key.accountId, environmentId: key.environmentId, scopes: key.scopes };
   }
 
@@ -96,16 +96,16 @@ export class Authenticator {
   async environmentFor(p: Principal, requestedEnvironmentId: string | undefined): Promise<Environment> {
     if (p.environmentId !== null) {
       if (requestedEnvironmentId && requestedEnvironmentId !== p.environmentId) {
-        throw new PermissionDeniedError("this API key acts only in its own environment; drop the canopy-environment header or use that environment's key");
+        throw new PermissionDeniedError("this API key acts only in its own environment; drop the canopy-environment header or use that environment's key", "auth.environment_mismatch");
       }
       const env = await this.rt.ensureLoaded(p.environmentId);
       if (!env) throw new UnauthenticatedError(`the environment of API key ${p.keyId} no longer exists`);
       return env;
     }
     if (!requestedEnvironmentId) {
-      throw new PermissionDeniedError("an admin key must name the environment to act in with the canopy-environment header");
+      throw new PermissionDeniedError("an admin key must name the environment to act in with the canopy-environment header", "auth.environment_required");
     }
-    const denied = () => new PermissionDeniedError(`environment ${JSON.stringify(requestedEnvironmentId)} is not accessible with this key`);
+    const denied = () => new PermissionDeniedError(`environment ${JSON.stringify(requestedEnvironmentId)} is not accessible with this key`, "auth.environment_mismatch");
     if (requestedEnvironmentId.length > 64) throw denied();
     const env = await this.rt.ensureLoaded(requestedEnvironmentId);
     if (!env || env.accountId !== p.accountId) throw denied();
@@ -116,11 +116,11 @@ export class Authenticator {
   requireScope(p: Principal, scope: ApiKeyScope): void {
     if (p.environmentId === null) {
       if (p.scopes.length === 0 || p.scopes.includes("admin")) return;
-      throw new PermissionDeniedError(`API key ${p.keyId} lacks the "admin" scope`);
+      throw new PermissionDeniedError(`API key ${p.keyId} lacks the "admin" scope`, "auth.insufficient_scope");
     }
-    if (scope === "admin") throw new PermissionDeniedError("this RPC needs an admin key; environment keys act only inside their environment");
+    if (scope === "admin") throw new PermissionDeniedError("this RPC needs an admin key; environment keys act only inside their environment", "auth.admin_required");
     if (p.scopes.length === 0 || p.scopes.includes(scope)) return;
     if (scope === "read" && p.scopes.some((s) => s.endsWith(":write"))) return;
-    throw new PermissionDeniedError(`API key ${p.keyId} lacks the ${JSON.stringify(scope)} scope`);
+    throw new PermissionDeniedError(`API key ${p.keyId} lacks the ${JSON.stringify(scope)} scope`, "auth.insufficient_scope");
   }
 }

@@ -41,9 +41,21 @@ export class InvalidArgumentError extends DomainError {
   }
 }
 
+/** Stable `area.thing_not_found` reasons (REST error codes and the canopy-error-reason metadata). */
+const NOT_FOUND_REASON: Record<string, string> = {
+  node: "nodes.node_not_found",
+  role: "rbac.role_not_found",
+  permission: "rbac.permission_not_found",
+  assignment: "rbac.assignment_not_found",
+  identity: "identities.identity_not_found",
+  "membership of identity in application": "identities.membership_not_found",
+  environment: "environments.environment_not_found",
+  application: "applications.application_not_found",
+};
+
 export class NotFoundError extends DomainError {
   constructor(what: string, id: string, field = "") {
-    super("not_found", `${what} ${JSON.stringify(id)} not found`, field, `${what.replace(/ /g, "_")}.not_found`);
+    super("not_found", `${what} ${JSON.stringify(id)} not found`, field, NOT_FOUND_REASON[what] ?? `${what.replace(/ /g, "_")}.not_found`);
   }
 }
 
@@ -77,14 +89,16 @@ export class LimitExceededError extends DomainError {
 }
 
 export class UnauthenticatedError extends DomainError {
-  constructor(message: string) {
-    super("unauthenticated", message, "", "auth.unauthenticated");
+  /** reasons: auth.missing_api_key, auth.invalid_api_key, auth.api_key_revoked, auth.api_key_expired */
+  constructor(message: string, reason = "auth.invalid_api_key") {
+    super("unauthenticated", message, "", reason);
   }
 }
 
 export class PermissionDeniedError extends DomainError {
-  constructor(message: string) {
-    super("permission_denied", message, "", "auth.permission_denied");
+  /** reasons: auth.insufficient_scope, auth.environment_mismatch, auth.admin_required, auth.forbidden */
+  constructor(message: string, reason = "auth.forbidden") {
+    super("permission_denied", message, "", reason);
   }
 }
 

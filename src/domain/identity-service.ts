@@ -262,6 +262,7 @@ export class IdentityService {
     if (scope.principal.environmentId !== null) {
       throw new PermissionDeniedError(
         `${what} affects every environment of the ${what.includes("membership") ? "application" : "account"}; use the admin key (with the canopy-environment header if needed)`,
+        "auth.admin_required",
       );
     }
   }
@@ -329,7 +330,7 @@ export class IdentityService {
   private applicationFor(scope: IdentityScope, applicationId: string): string {
     if (scope.principal.environmentId !== null) {
       if (applicationId && applicationId !== scope.applicationId) {
-        throw new PermissionDeniedError("an environment key manages memberships of its own application only");
+        throw new PermissionDeniedError("an environment key manages memberships of its own application only", "auth.environment_mismatch");
       }
       return scope.applicationId!;
     }

@@ -126,9 +126,9 @@ describe.skipIf(!ready)(`BulkCreateAssignments group commit (${BACKEND})`, () =>
     const failures = results.filter((r) => r.status.code !== 0).map((r) => [r.index, r.status.code, r.status.field, r.status.reason]);
     expect(failures).toEqual([
       [25, 6, "items[25]", "rbac.assignment_conflict"],
-      [50, 5, "items[50].role_id", "role.not_found"],
+      [50, 5, "items[50].role_id", "rbac.role_not_found"],
       [91, 6, "items[91]", "rbac.assignment_conflict"],
-      [100, 5, "items[100].node_id", "node.not_found"],
+      [100, 5, "items[100].node_id", "nodes.node_not_found"],
       [119, 3, "items[119].effective_to", "rbac.invalid_window"],
     ]);
     // exactly the reported items are stored, under the reported ids

@@ -225,7 +225,7 @@ describe.skipIf(!ready)("fast path ≡ Connect path", () => {
 
       it("auth: missing key, bad key, Bearer key, key without the check scope", async () => {
         const req = checkBytes({ identityId: ids.alice, permission: "doc.read", nodeId: ids.team });
-        expect(outcome(await same(wire, CHECK, req, {}))).toMatchObject({ code: "16", reason: "auth.unauthenticated" });
+        expect(outcome(await same(wire, CHECK, req, {}))).toMatchObject({ code: "16", reason: "auth.missing_api_key" });
         expect(outcome(await same(wire, CHECK, req, { "x-api-key": "cnpy_not-a-key" }))).toMatchObject({ code: "16", message: "invalid API key" });
         expect(outcome(await same(wire, CHECK, req, { authorization: `Bearer ${keys.dev}` })).code).toBe("0");
         const o = outcome(await same(wire, CHECK, req, key("readOnly")));
@@ -371,7 +371,7 @@ describe.skipIf(!ready)("fast path ≡ Connect path", () => {
     try {
       const err = await bad.fail("CheckService", "Check", { identity_id: ids.alice, permission: "doc.read", node_id: ids.team });
       expect(err.code).toBe(16);
-      expect(err.metadata.get("canopy-error-reason")).toEqual(["auth.unauthenticated"]);
+      expect(err.metadata.get("canopy-error-reason")).toEqual(["auth.invalid_api_key"]);
     } finally {
       bad.close();
     }
