@@ -1,5 +1,6 @@
 import type { Canopy } from "../domain/canopy.js";
 import type { EnvironmentContext, Principal } from "../domain/auth.js";
+import type { IdentityScope } from "../domain/identity-service.js";
 import type { ApiKeyScope } from "../domain/model.js";
 import { InvalidArgumentError } from "../domain/errors.js";
 
@@ -55,4 +56,13 @@ export async function callEnvironment(canopy: Canopy, principal: Principal, head
   const environment = await canopy.auth.environmentFor(principal, header(ENVIRONMENT_HEADER) ?? undefined);
   canopy.runtime.assertFresh();
   return { principal, environment };
+}
+
+/** Identity calls may run without an environment (an admin key without the canopy-environment header). */
+export async function identityScopeFor(canopy: Canopy, principal: Principal, header: HeaderGetter): Promise<IdentityScope> {
+  const requested = header(ENVIRONMENT_HEADER) ?? undefined;
+  if (principal.environmentId === null && !requested) return { principal, environmentId: null, applicationId: null };
+  const environment = await canopy.auth.environmentFor(principal, requested);
+  canopy.runtime.assertFresh();
+  return { principal, environmentId: environment.id, applicationId: environment.applicationId };
 }

@@ -4,7 +4,7 @@ import type { EnvironmentContext, Principal } from "../domain/auth.js";
 import type { IdentityScope } from "../domain/identity-service.js";
 import { UnauthenticatedError } from "../domain/errors.js";
 import { principalKey } from "./interceptors.js";
-import { callEnvironment, ENVIRONMENT_HEADER } from "./call.js";
+import { callEnvironment, identityScopeFor } from "./call.js";
 
 /** The principal the auth interceptor stored for this call. */
 export function principalOf(ctx: HandlerContext): Principal {
@@ -22,11 +22,6 @@ export async function environmentOf(canopy: Canopy, ctx: HandlerContext): Promis
 }
 
 /** Identity calls may run without an environment (admin key without the header). */
-export async function identityScopeOf(canopy: Canopy, ctx: HandlerContext): Promise<IdentityScope> {
-  const principal = principalOf(ctx);
-  const header = ctx.requestHeader.get(ENVIRONMENT_HEADER) ?? undefined;
-  if (principal.environmentId === null && !header) return { principal, environmentId: null, applicationId: null };
-  const environment = await canopy.auth.environmentFor(principal, header);
-  canopy.runtime.assertFresh();
-  return { principal, environmentId: environment.id, applicationId: environment.applicationId };
+export function identityScopeOf(canopy: Canopy, ctx: HandlerContext): Promise<IdentityScope> {
+  return identityScopeFor(canopy, principalOf(ctx), (name) => ctx.requestHeader.get(name));
 }

@@ -8,6 +8,7 @@ import { EchoService } from "../gen/canopy/bench/v1/echo_pb.js";
 import { createDualServer } from "./listen.js";
 import { createFastPath } from "./fast-path.js";
 import { fastUnaryMethods } from "../api/fast-unary.js";
+import { createRestApi } from "../rest/index.js";
 
 export interface CanopyServer {
   /** resolves with the bound address (port 0 picks a free port) */
@@ -19,7 +20,7 @@ export interface CanopyServer {
 
 /**
  * The Connect server: every Canopy service on one port, speaking gRPC, gRPC-Web and Connect over
- * HTTP/2 cleartext and HTTP/1.1. Interceptors run in a fixed order: errors (outermost) → auth →
+ * HTTP/2 cleartext and HTTP/1.1, with the REST surface (/api/v1, src/rest) beside them. Interceptors run in a fixed order: errors (outermost) → auth →
  * consistency (min_revision). `benchEcho` adds the benchmark's transport floor (see echo.proto).
  * `fastPath` puts src/server/fast-path.ts in front for the hot unary calls: any interceptor added here
  * must be applied there too (src/api/fast-unary.ts), or the two paths stop being the same service.
@@ -45,7 +46,9 @@ export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRe
   const fastPath = deps.fastPath
     ? createFastPath({ methods: fastUnaryMethods(deps.canopy, { benchEcho: deps.benchEcho ?? false }), logger: deps.logger, maxRequestBytes: deps.maxRequestBytes })
     : undefined;
-  const server = createDualServer(handler, fastPath);
+  // /api/v1/* is the REST surface (src/rest); everything else is Connect's
+  const rest = createRestApi({ canopy: deps.canopy, logger: deps.logger, maxRequestBytes: deps.maxRequestBytes });
+  const server = createDualServer((req, res) => void (rest.handle(req, res) || handler(req, res)), fastPath);
   return {
     listen: (port, host) => server.listen(port, host),
     close: () => server.close(),
