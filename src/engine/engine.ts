@@ -10,17 +10,19 @@ import { Closure, type TreeNode } from "./closure.js";
 export type CheckScope = "node" | "app_wide";
 
 /** Why a check was denied. Order of evaluation is documented in README ("Denial reasons"). */
-export type DenialReason =
-  | "UNKNOWN_IDENTITY"
-  | "UNKNOWN_PERMISSION"
-  | "UNKNOWN_NODE"
-  | "IDENTITY_INACTIVE"
-  | "NO_MEMBERSHIP"
-  | "MEMBERSHIP_INACTIVE"
-  | "NO_ASSIGNMENT"
-  | "PERMISSION_NOT_GRANTED"
-  | "ONLY_SCHEDULED"
-  | "ONLY_EXPIRED";
+export const DENIAL_REASONS = [
+  "UNKNOWN_IDENTITY",
+  "UNKNOWN_PERMISSION",
+  "UNKNOWN_NODE",
+  "IDENTITY_INACTIVE",
+  "NO_MEMBERSHIP",
+  "MEMBERSHIP_INACTIVE",
+  "NO_ASSIGNMENT",
+  "PERMISSION_NOT_GRANTED",
+  "ONLY_SCHEDULED",
+  "ONLY_EXPIRED",
+] as const;
+export type DenialReason = (typeof DENIAL_REASONS)[number];
 
 export interface CheckQuery {
   identityId: string;

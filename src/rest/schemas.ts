@@ -1,3 +1,5 @@
+import { DENIAL_REASONS } from "../engine/index.js";
+
 /**
  * JSON Schemas (2020-12, as OpenAPI 3.1 uses them) of the REST surface: request bodies are validated
  * against them at runtime (unknown fields refused) and the OpenAPI document is built from them, so the
@@ -127,19 +129,7 @@ export const components = {
       granting_roles: arrayOf(object({ role_id: id("role"), role_name: str("its name") }, ["role_id", "role_name"]), "roles that grant the permission"),
       denial_reason: {
         type: ["string", "null"],
-        enum: [
-          "UNKNOWN_IDENTITY",
-          "UNKNOWN_PERMISSION",
-          "UNKNOWN_NODE",
-          "IDENTITY_INACTIVE",
-          "NO_MEMBERSHIP",
-          "MEMBERSHIP_INACTIVE",
-          "NO_ASSIGNMENT",
-          "PERMISSION_NOT_GRANTED",
-          "ONLY_SCHEDULED",
-          "ONLY_EXPIRED",
-          null,
-        ],
+        enum: [...DENIAL_REASONS, null],
         description: "why it was denied; null when allowed",
       },
       explanation: arrayOf(
