@@ -4,7 +4,11 @@ import { fileURLToPath } from "node:url";
 import type { Canopy } from "../domain/canopy.js";
 import type { Logger } from "../domain/runtime.js";
 import { openApiDocument } from "./openapi.js";
-import { createRestRouter, type RestRouter } from "./router.js";
+import { createRestRouter, type RestOutcome, type RestRouter } from "./router.js";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+
+type IncomingRequest = IncomingMessage | Http2ServerRequest;
 import { restRoutes } from "./routes.js";
 
 /** The package version for the document's info.version: the nearest package.json above this module (src/ or dist/src/). */
@@ -19,11 +23,11 @@ function packageVersion(): string {
 const version = packageVersion();
 
 /** The /api/v1 REST surface (docs/REST.md) with its OpenAPI document, ready to sit in front of Connect. */
-export function createRestApi(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number }): RestRouter {
+export function createRestApi(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; onOutcome?: (req: IncomingRequest, outcome: RestOutcome) => void }): RestRouter {
   let document: unknown;
   const routes = restRoutes(deps.canopy, () => (document ??= openApiDocument(routes, version)));
   return createRestRouter({ ...deps, routes });
 }
 
-export { REST_PREFIX } from "./router.js";
+export { REST_PREFIX, type RestOutcome } from "./router.js";
 export { openApiDocument } from "./openapi.js";

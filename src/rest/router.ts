@@ -169,7 +169,16 @@ function readBody(req: Request, max: number): Promise<Buffer> {
  * calls the route, which calls the same domain services as the Connect handlers.
  * `handle` returns false for paths outside REST_PREFIX (they go to Connect).
  */
-export function createRestRouter(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; routes: RestRoute[] }) {
+/** What the router reports once per answered request (logs and metrics; `operationId` "" = no route matched). */
+export interface RestOutcome {
+  operationId: string;
+  method: string;
+  status: number;
+  /** the error envelope's code, "" on success */
+  code: string;
+}
+
+export function createRestRouter(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; routes: RestRoute[]; onOutcome?: (req: Request, outcome: RestOutcome) => void }) {
   const { canopy, logger, maxRequestBytes } = deps;
   const ajv = new Ajv2020({ strict: true, strictTypes: false, allErrors: false, formats: { "date-time": true } });
   const compiled: Compiled[] = deps.routes.map((route) => {
@@ -196,7 +205,7 @@ export function createRestRouter(deps: { canopy: Canopy; logger: Logger; maxRequ
     res.end(bytes);
   }
 
-  async function run(req: Request, res: Response, url: URL, signal: AbortSignal): Promise<void> {
+  async function run(req: Request, res: Response, url: URL, signal: AbortSignal, matched: { operationId: string }): Promise<void> {
     const method = (req.method ?? "GET").toUpperCase();
     let match: { c: Compiled; m: RegExpExecArray } | undefined;
     const allowed: string[] = [];
@@ -215,6 +224,7 @@ export function createRestRouter(deps: { canopy: Canopy; logger: Logger; maxRequ
     }
     const { c, m } = match;
     const route = c.route;
+    matched.operationId = route.operationId;
     const header: HeaderGetter = (name) => {
       const v = req.headers[name];
       return v === undefined ? null : Array.isArray(v) ? v.join(", ") : v;
@@ -264,6 +274,7 @@ export function createRestRouter(deps: { canopy: Canopy; logger: Logger; maxRequ
     const headers: Record<string, string> = { ...reply.headers };
     if (reply.revision !== undefined) headers["canopy-revision"] = String(reply.revision);
     send(res, reply.status, reply.body, headers);
+    deps.onOutcome?.(req, { operationId: route.operationId, method: route.method, status: reply.status, code: "" });
   }
 
   return {
@@ -277,12 +288,14 @@ export function createRestRouter(deps: { canopy: Canopy; logger: Logger; maxRequ
       res.once("close", () => {
         if (!res.writableFinished) abort.abort();
       });
-      run(req, res, url, abort.signal).catch((err: unknown) => {
+      const matched = { operationId: "" };
+      run(req, res, url, abort.signal, matched).catch((err: unknown) => {
         const r = toRestError(err, logger, `${req.method} ${url.pathname}`);
         // an early answer (401, 413, …) leaves the upload unread: close the connection after it
         const hasBody = Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"] !== undefined;
         if (hasBody && !req.readableEnded && "shouldKeepAlive" in res) (res as http.ServerResponse).shouldKeepAlive = false;
         send(res, r.status, r.body, r.headers);
+        deps.onOutcome?.(req, { operationId: matched.operationId, method: req.method ?? "", status: r.status, code: r.body.error.code });
       });
       return true;
     },
