@@ -1,4 +1,6 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { Canopy } from "../domain/canopy.js";
 import type { Logger } from "../domain/runtime.js";
@@ -9,6 +11,9 @@ import { createDualServer } from "./listen.js";
 import { createFastPath } from "./fast-path.js";
 import { fastUnaryMethods } from "../api/fast-unary.js";
 import { createRestApi } from "../rest/index.js";
+
+/** Answers a plain HTTP request (GET /healthz, /metrics, …) and returns true, or returns false to pass it on. */
+export type PlainHttpHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => boolean;
 
 export interface CanopyServer {
   /** resolves with the bound address (port 0 picks a free port) */
@@ -48,7 +53,9 @@ export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRe
     : undefined;
   // /api/v1/* is the REST surface (src/rest); everything else is Connect's
   const rest = createRestApi({ canopy: deps.canopy, logger: deps.logger, maxRequestBytes: deps.maxRequestBytes });
-  const server = createDualServer((req, res) => void (rest.handle(req, res) || handler(req, res)), fastPath);
+  // plain HTTP endpoints (probes, metrics) answered before REST and Connect; each returns false to pass
+  const plainHttp: PlainHttpHandler[] = [];
+  const server = createDualServer((req, res) => void (plainHttp.some((h) => h(req, res)) || rest.handle(req, res) || handler(req, res)), fastPath);
   return {
     listen: (port, host) => server.listen(port, host),
     close: () => server.close(),
