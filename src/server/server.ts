@@ -11,6 +11,7 @@ import { createDualServer } from "./listen.js";
 import { createFastPath } from "./fast-path.js";
 import { fastUnaryMethods } from "../api/fast-unary.js";
 import { createRestApi } from "../rest/index.js";
+import { createHealthState, type HealthState } from "./health-state.js";
 
 /** Answers a plain HTTP request (GET /healthz, /metrics, …) and returns true, or returns false to pass it on. */
 export type PlainHttpHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => boolean;
@@ -21,6 +22,8 @@ export interface CanopyServer {
   close(): Promise<void>;
   /** calls the fast path has answered (0 when it is off) */
   fastPathCalls(): number;
+  /** draining state read by the readiness probes; shutdown starts draining first */
+  health: HealthState;
 }
 
 /**
@@ -30,7 +33,8 @@ export interface CanopyServer {
  * `fastPath` puts src/server/fast-path.ts in front for the hot unary calls: any interceptor added here
  * must be applied there too (src/api/fast-unary.ts), or the two paths stop being the same service.
  */
-export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean; fastPath?: boolean }): CanopyServer {
+export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean; fastPath?: boolean; health?: HealthState }): CanopyServer {
+  const health = deps.health ?? createHealthState();
   const routes = canopyRoutes(deps.canopy);
   const handler = connectNodeAdapter({
     routes: (router) => {
@@ -60,5 +64,6 @@ export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRe
     listen: (port, host) => server.listen(port, host),
     close: () => server.close(),
     fastPathCalls: () => fastPath?.calls ?? 0,
+    health,
   };
 }
