@@ -155,7 +155,10 @@ export function restRoutes(canopy: Canopy, openapi: () => unknown): RestRoute[] 
       responses: { 201: { description: "the created assignment with its lifecycle status", schema: ref("Assignment") } },
       errors: [...WRITE_ERRORS, 409],
       async handle(ctx) {
-        const r = await renamed("assignment.", "", async () => canopy.assignments.createAssignment(await ctx.environment(), assignmentInputOf(ctx.body, "")));
+        // a duplicate names the whole gRPC message ("assignment"); docs/REST.md reports it against role_id
+        const r = await renamed("assignment", "role_id", () =>
+          renamed("assignment.", "", async () => canopy.assignments.createAssignment(await ctx.environment(), assignmentInputOf(ctx.body, ""))),
+        );
         return created(assignmentJson(r.assignment, now()), r.revision);
       },
     },
@@ -174,7 +177,10 @@ export function restRoutes(canopy: Canopy, openapi: () => unknown): RestRoute[] 
       responses: {
         200: { description: "every item succeeded", schema: assignmentBulk },
         207: { description: "at least one item failed; the others were written", schema: assignmentBulk },
-        422: { description: "atomic: an item failed and nothing was written (items not at fault are 424)", schema: atomicFailure(assignmentBulk) },
+        422: {
+          description: "atomic: an item failed and nothing was written (items not at fault are 424); or the Idempotency-Key was used for another request (error only)",
+          schema: { oneOf: [atomicFailure(assignmentBulk), ref("Error")] },
+        },
       },
       errors: WRITE_ERRORS,
       async handle(ctx) {

@@ -187,11 +187,18 @@ export const collection = (item: Schema): Schema => object({ items: arrayOf(item
 /** An unpaged list (bounded by nature, e.g. ancestors). */
 export const list = (item: Schema): Schema => object({ items: arrayOf(item, "every item") }, ["items"]);
 
+/** An item echoed as sent: its request schema without `format` (a malformed timestamp fails only its item, which is echoed unchanged). */
+function asSent(s: Schema): Schema {
+  const { format: _format, ...rest } = s;
+  if (rest.properties) rest.properties = Object.fromEntries(Object.entries(rest.properties as Record<string, Schema>).map(([k, v]) => [k, asSent(v)]));
+  return rest;
+}
+
 /** A bulk response: 200 when every item succeeded, 207 when any failed. */
 export function bulkResult(data: Schema, input: Schema): Schema {
   const success = object({ index: int("0-based position in the request", { minimum: 0 }), status: { const: "success" }, code: int("HTTP status of this item"), data }, ["index", "status", "code", "data"]);
   const failure = object(
-    { index: int("0-based position in the request", { minimum: 0 }), status: { const: "error" }, code: int("HTTP status of this item"), input, error: ref("ItemError") },
+    { index: int("0-based position in the request", { minimum: 0 }), status: { const: "error" }, code: int("HTTP status of this item"), input: asSent(input), error: ref("ItemError") },
     ["index", "status", "code", "input", "error"],
   );
   return object(
