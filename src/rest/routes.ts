@@ -106,13 +106,13 @@ function itemErrorIn(status: ItemResult["status"], array: string) {
   return e;
 }
 
-function assignmentInputOf(body: Record<string, string | undefined>, prefix: string): AssignmentInput {
+function assignmentInputOf(body: Record<string, string | null | undefined>, prefix: string): AssignmentInput {
   return {
     identityId: body.identity_id ?? "",
     roleId: body.role_id ?? "",
     nodeId: body.node_id ?? "",
-    effectiveFrom: body.effective_from === undefined ? null : parseTime(body.effective_from, `${prefix}effective_from`),
-    effectiveTo: body.effective_to === undefined ? null : parseTime(body.effective_to, `${prefix}effective_to`),
+    effectiveFrom: body.effective_from == null ? null : parseTime(body.effective_from, `${prefix}effective_from`),
+    effectiveTo: body.effective_to == null ? null : parseTime(body.effective_to, `${prefix}effective_to`),
   };
 }
 

@@ -221,7 +221,7 @@ export const assignmentInput = object(
     node_id: str("node the grant sits on; may be omitted (or empty) in the flat access model = the root"),
     role_id: id("role to grant"),
     effective_from: time("start (inclusive); default: now"),
-    effective_to: time("end (exclusive); default: never"),
+    effective_to: nullable(time("end (exclusive); absent or null: never")),
   },
   ["identity_id", "role_id"],
 );

@@ -865,6 +865,15 @@ describe.skipIf(!ready)(`REST /api/v1 (${BACKEND})`, () => {
       expect(ok(await api.patch(`/assignments/${a.expired}`, { role_id: f.editor })).role_id).toBe(f.editor);
     });
 
+    it("create with effective_to null means never expires, like PATCH; effective_from null is refused (400)", async () => {
+      const kim = await identity("kim.null-window@example.com");
+      const made = ok(await api.post("/assignments", { identity_id: kim, role_id: f.viewer, node_id: a.lyon, effective_to: null }), 201);
+      expect(made).toMatchObject({ identity_id: kim, effective_to: null, status: "active" });
+      expectError(await api.post("/assignments", { identity_id: kim, role_id: f.editor, node_id: a.lyon, effective_from: null }), 400, "validation.invalid_field", "effective_from");
+      const bulk = ok(await api.post("/assignments/bulk-create", { assignments: [{ identity_id: kim, role_id: f.editor, node_id: a.lyon, effective_to: null }] }));
+      expect(bulk.results[0]).toMatchObject({ status: "success", data: { effective_to: null } });
+    });
+
     it("delete → 204 with the new revision; then 404", async () => {
       const victim = (await assign(a.jay, f.editor, f.apac)).id;
       const res = await api.del(`/assignments/${victim}`);
@@ -988,7 +997,7 @@ describe.skipIf(!ready)(`REST /api/v1 (${BACKEND})`, () => {
       await refused(() => api.post("/assignments", { identity_id: f.alice, node_id: f.apac }), 400, "validation.required_field", "role_id");
       await refused(() => api.post("/assignments", { ...good, identity_id: 42 }), 400, "validation.invalid_field", "identity_id");
       await refused(() => api.post("/assignments", [good]), 400, "validation.invalid_field", "body");
-      await refused(() => api.post("/assignments", { ...good, effective_to: null }), 400, "validation.invalid_field", "effective_to");
+      await refused(() => api.post("/assignments", { ...good, effective_from: null }), 400, "validation.invalid_field", "effective_from");
       for (const bad of ["2026-05-01", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "0000-12-31T00:00:00Z", "2026-05-01T00:00:00", "2026-05-01 00:00:00Z", "2026-05-01T24:00:00Z"]) {
         const res = await refused(() => api.post("/assignments", { ...good, effective_from: bad }), 400, "validation.invalid_field", "effective_from");
         expect(res.body.error.message).toContain("RFC 3339");
