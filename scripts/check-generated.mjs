@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Fails (exit 1) when src/gen is not exactly what `buf generate` produces from proto/ now:
-// regenerates into a temporary directory and compares file lists and contents.
+// Fails (exit 1) when src/gen is not exactly what `buf generate` produces from proto/ and
+// proto-vendor/ now (regenerates into a temporary directory and compares file lists and contents),
+// or when proto-vendor/ is not what scripts/vendor-protos.mjs copies from the installed npm packages.
 // Run it in CI after editing protos; fix with `npm run generate`.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -23,6 +24,9 @@ function listFiles(dir) {
   }
   return files.sort();
 }
+
+const vendored = spawnSync(process.execPath, [join(root, "scripts", "vendor-protos.mjs"), "--check"], { cwd: root, stdio: "inherit" });
+if (vendored.error || vendored.status !== 0) process.exit(1);
 
 const tmp = mkdtempSync(join(tmpdir(), "canopy-gen-"));
 let exitCode = 0;

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Regenerates src/gen from proto/ with the buf binary and protoc-gen-es from node_modules
+// Regenerates src/gen from proto/ (and the third-party protos that scripts/vendor-protos.mjs copies
+// from npm packages into proto-vendor/) with the buf binary and protoc-gen-es from node_modules
 // (offline: no buf schema registry). Lints first so an undocumented field never reaches the
 // generated code. Exits non-zero on the first failure.
 import { spawnSync } from "node:child_process";
@@ -27,6 +28,8 @@ if (!existsSync(buf)) {
   console.error(`generate: ${buf} not found; run npm install first`);
   process.exit(1);
 }
+const vendored = spawnSync(process.execPath, [join(root, "scripts", "vendor-protos.mjs")], { cwd: root, stdio: "inherit" });
+if (vendored.status !== 0) process.exit(vendored.status || 1);
 run(["lint"]);
 rmSync(outDir, { recursive: true, force: true });
 run(["generate"]);

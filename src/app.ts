@@ -8,6 +8,7 @@ import { createEngine } from "./engine/index.js";
 import { createStore } from "./store/index.js";
 import type { Store } from "./store/store.js";
 import { createCanopyServer } from "./server/server.js";
+import type { HealthState } from "./server/health-state.js";
 
 export interface App {
   canopy: Canopy;
@@ -19,6 +20,8 @@ export interface App {
   bootstrap: { adminKey: string; developmentKey: string; generatedAdminKey: boolean } | null;
   /** calls answered by the fast path (src/server/fast-path.ts) */
   fastPathCalls(): number;
+  /** the server's draining state (readiness probes, grpc.health.v1) */
+  health: HealthState;
   close(): Promise<void>;
 }
 
@@ -52,6 +55,7 @@ export async function startApp(config: Config, opts: { clock?: Clock; logger?: L
     port: address.port,
     bootstrap,
     fastPathCalls: () => server.fastPathCalls(),
+    health: server.health,
     async close() {
       await server.close();
       await canopy.stop();

@@ -52,6 +52,7 @@ export class Runtime {
   private readonly replicated: boolean;
   private lastConfirmed = performance.now();
   private pollTimer: NodeJS.Timeout | undefined;
+  private running = false;
   private unsubscribe: (() => Promise<void>) | undefined;
   /** environments the running write locked and caught up (only those may be bumped) */
   private lockedByWrite: Set<string> | undefined;
@@ -232,9 +233,17 @@ export class Runtime {
     });
   }
 
+  /** Between startReplication and stopReplication: readiness (/readyz, grpc.health.v1) requires it. */
+  get started(): boolean {
+    return this.running;
+  }
+
   /** Starts following other replicas (PostgreSQL): LISTEN for notifications and poll revisions. */
   async startReplication(): Promise<void> {
-    if (!this.replicated) return;
+    if (!this.replicated) {
+      this.running = true;
+      return;
+    }
     this.unsubscribe = await this.store.subscribe({
       onChange: (n) => this.onChange(n),
       onReconnect: () => {
@@ -255,9 +264,11 @@ export class Runtime {
       });
     };
     this.pollTimer = setTimeout(tick, this.replication.pollIntervalMs);
+    this.running = true;
   }
 
   async stopReplication(): Promise<void> {
+    this.running = false;
     const t = this.pollTimer;
     this.pollTimer = undefined;
     if (t) clearTimeout(t);

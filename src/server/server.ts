@@ -12,6 +12,8 @@ import { createFastPath } from "./fast-path.js";
 import { fastUnaryMethods } from "../api/fast-unary.js";
 import { createRestApi } from "../rest/index.js";
 import { createHealthState, type HealthState } from "./health-state.js";
+import { createProbes } from "./health.js";
+import { registerReflection } from "./reflection.js";
 
 /** Answers a plain HTTP request (GET /healthz, /metrics, …) and returns true, or returns false to pass it on. */
 export type PlainHttpHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => boolean;
@@ -36,12 +38,16 @@ export interface CanopyServer {
 export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean; fastPath?: boolean; health?: HealthState }): CanopyServer {
   const health = deps.health ?? createHealthState();
   const routes = canopyRoutes(deps.canopy);
+  const probes = createProbes({ canopy: deps.canopy, health });
   const handler = connectNodeAdapter({
     routes: (router) => {
       routes(router);
       // Per-service options replace the adapter's: an empty list runs Echo with no interceptor
       // (no auth), so it costs exactly the bare Connect stack.
       if (deps.benchEcho) router.service(EchoService, { echo: (req) => ({ payload: req.payload }) }, { interceptors: [] });
+      // grpc.health.v1 and server reflection (no API key either), last: they describe every service above
+      probes.routes(router);
+      registerReflection(router);
     },
     interceptors: [errorInterceptor(deps.logger), authInterceptor(deps.canopy), consistencyInterceptor(deps.canopy)],
     readMaxBytes: deps.maxRequestBytes,
@@ -58,7 +64,7 @@ export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRe
   // /api/v1/* is the REST surface (src/rest); everything else is Connect's
   const rest = createRestApi({ canopy: deps.canopy, logger: deps.logger, maxRequestBytes: deps.maxRequestBytes });
   // plain HTTP endpoints (probes, metrics) answered before REST and Connect; each returns false to pass
-  const plainHttp: PlainHttpHandler[] = [];
+  const plainHttp: PlainHttpHandler[] = [probes.http];
   const server = createDualServer((req, res) => void (plainHttp.some((h) => h(req, res)) || rest.handle(req, res) || handler(req, res)), fastPath);
   return {
     listen: (port, host) => server.listen(port, host),
