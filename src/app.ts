@@ -1,4 +1,3 @@
-import pino from "pino";
 import type { Config } from "./config.js";
 import type { Clock } from "./domain/clock.js";
 import { systemClock } from "./domain/clock.js";
@@ -9,6 +8,8 @@ import { createStore } from "./store/index.js";
 import type { Store } from "./store/store.js";
 import { createCanopyServer } from "./server/server.js";
 import type { HealthState } from "./server/health-state.js";
+import { createLogger, infoEnabled, withRedaction } from "./server/logger.js";
+import { createObservability } from "./server/observability.js";
 
 export interface App {
   canopy: Canopy;
@@ -30,7 +31,8 @@ export interface App {
  * bootstrap → server on one port. Tests pass their own clock and port 0.
  */
 export async function startApp(config: Config, opts: { clock?: Clock; logger?: Logger } = {}): Promise<App> {
-  const logger = opts.logger ?? pino({ level: config.logLevel });
+  const logger = opts.logger ? withRedaction(opts.logger) : createLogger(config.logLevel);
+  const observability = createObservability({ logger, logRequests: config.logRequests && infoEnabled(logger), metrics: config.metrics });
   const store = await createStore(config.databaseUrl, {
     poolSize: config.databasePoolSize,
     sqliteCacheMb: config.sqliteCacheMb,
@@ -43,10 +45,11 @@ export async function startApp(config: Config, opts: { clock?: Clock; logger?: L
     limits: config.limits,
     logger,
     replication: { pollIntervalMs: config.pollIntervalMs, maxStalenessMs: config.maxStalenessMs },
+    observer: observability.domain,
   });
   const bootstrap = await canopy.bootstrap({ adminKey: config.adminKey });
   await canopy.start();
-  const server = createCanopyServer({ canopy, logger, maxRequestBytes: config.maxRequestBytes, benchEcho: config.benchEcho, fastPath: config.fastPath });
+  const server = createCanopyServer({ canopy, logger, maxRequestBytes: config.maxRequestBytes, benchEcho: config.benchEcho, fastPath: config.fastPath, observability });
   const address = await server.listen(config.port, config.host);
   return {
     canopy,

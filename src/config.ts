@@ -19,7 +19,12 @@ export interface Config {
   maxStalenessMs: number;
   /** CANOPY_ADMIN_KEY: on an empty database this becomes the admin key */
   adminKey: string | undefined;
+  /** CANOPY_LOG_LEVEL: pino level (fatal, error, warn, info, debug, trace, silent) */
   logLevel: string;
+  /** CANOPY_LOG_REQUESTS (default true): one info line per RPC and REST request */
+  logRequests: boolean;
+  /** CANOPY_METRICS (default true): Prometheus metrics, served at GET /metrics without an API key */
+  metrics: boolean;
   /** bytes; larger requests are refused with RESOURCE_EXHAUSTED */
   maxRequestBytes: number;
   /** CANOPY_BENCH_ECHO=true serves canopy.bench.v1.EchoService without auth, the benchmark's transport floor (default false) */
@@ -52,6 +57,16 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   return n;
 }
 
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** CANOPY_LOG_LEVEL: one of pino's levels. */
+function logLevelOf(env: NodeJS.ProcessEnv): string {
+  const raw = env.CANOPY_LOG_LEVEL;
+  if (raw === undefined || raw === "") return "info";
+  if (!LOG_LEVELS.includes(raw)) throw new Error(`CANOPY_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(raw)}`);
+  return raw;
+}
+
 function flag(env: NodeJS.ProcessEnv, name: string, fallback = false): boolean {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
@@ -82,7 +97,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     pollIntervalMs,
     maxStalenessMs,
     adminKey,
-    logLevel: env.CANOPY_LOG_LEVEL || "info",
+    logLevel: logLevelOf(env),
+    logRequests: flag(env, "CANOPY_LOG_REQUESTS", true),
+    metrics: flag(env, "CANOPY_METRICS", true),
     maxRequestBytes: positiveInt(env, "CANOPY_MAX_REQUEST_BYTES", 4 * 1024 * 1024),
     benchEcho: flag(env, "CANOPY_BENCH_ECHO"),
     fastPath: flag(env, "CANOPY_FAST_PATH", true),

@@ -26,6 +26,8 @@ export interface UnaryCall {
 export interface FastUnaryMethod {
   /** `package.Service/Method`, for logs */
   procedure: string;
+  /** true when the Connect registration runs no interceptors (the bench echo): no metrics, logs or request id either */
+  bare?: boolean;
   /** protobuf binary → message; a malformed body is the ConnectError Connect raises (INTERNAL "parse binary: …") */
   decode(bytes: Uint8Array): unknown;
   /** answers a decoded request with the response message's bytes */
@@ -83,6 +85,7 @@ export function fastUnaryMethods(canopy: Canopy, opts: { benchEcho: boolean }): 
       procedure: `${EchoService.typeName}/${EchoService.method.echo.name}`,
       decode: decodeEcho,
       // no interceptors, like the Connect registration in server.ts
+      bare: true,
       run: async (request) => toBinary(EchoResponseSchema, create(EchoResponseSchema, { payload: (request as ReturnType<typeof decodeEcho>).payload })),
     });
   }

@@ -149,7 +149,10 @@ export class AssignmentService {
         const items = await ahead.take(max);
         if (items === undefined) return;
         signal?.throwIfAborted();
-        yield* this.createMany(ctx, items, base);
+        for await (const results of this.createMany(ctx, items, base)) {
+          this.observeItems(results);
+          yield results;
+        }
         base += items.length;
         // let checks (and the results just yielded) through before the next commit
         await yieldToEventLoop();
@@ -198,7 +201,7 @@ export class AssignmentService {
       throw new InvalidArgumentError("idempotency_key", `must be at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
     }
     const envId = ctx.environment.id;
-    if (!idempotencyKey) return this.runBatch(ctx, items, atomic);
+    if (!idempotencyKey) return this.observeBatch(await this.runBatch(ctx, items, atomic));
 
     const requestHash = createHash("sha256").update(JSON.stringify({ items, atomic })).digest("hex");
     const slot = `${envId}\u0000${idempotencyKey}`;
@@ -233,7 +236,7 @@ export class AssignmentService {
     });
     this.inFlightKeys.set(slot, promise);
     try {
-      return await promise;
+      return this.observeBatch(await promise);
     } finally {
       if (this.inFlightKeys.get(slot) === promise) this.inFlightKeys.delete(slot);
     }
@@ -339,6 +342,19 @@ export class AssignmentService {
       effects.push(() => deleted.forEach((id) => this.rt.engine.removeAssignment(envId, id)));
       return { results, summary: summarize(results), revision };
     });
+  }
+
+  /** Reports a committed batch's items to the metrics (a replay created nothing new). */
+  private observeBatch(result: BatchResult): BatchResult {
+    if (!result.replayed) this.rt.observer.bulkItems(result.summary.succeeded, result.summary.failed);
+    return result;
+  }
+
+  /** Reports a committed stream chunk's items to the metrics. */
+  private observeItems(results: ItemResult[]): void {
+    let created = 0;
+    for (const r of results) if (r.status.code === 0) created++;
+    this.rt.observer.bulkItems(created, results.length - created);
   }
 
   private async runBatch(ctx: EnvironmentContext, items: AssignmentInput[], atomic: boolean): Promise<BatchResult> {

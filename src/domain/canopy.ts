@@ -12,6 +12,7 @@ import { HierarchyService } from "./hierarchy-service.js";
 import { IdentityService } from "./identity-service.js";
 import { DEFAULT_REPLICATION, Runtime, type Logger, type ReplicationOptions } from "./runtime.js";
 import { newId } from "./ids.js";
+import type { DomainObserver } from "./observer.js";
 
 /** The use cases of Canopy, shared by the Connect handlers and (later) the REST surface. */
 export interface Canopy {
@@ -43,9 +44,11 @@ export function createCanopy(deps: {
   limits: Limits;
   logger: Logger;
   replication?: ReplicationOptions;
+  /** metrics hooks (checks, closure rebuilds, revision lag, bulk items); none by default */
+  observer?: DomainObserver;
 }): Canopy {
   const replication = deps.replication ?? DEFAULT_REPLICATION;
-  const runtime = new Runtime(deps.store, deps.engine, deps.clock, deps.limits, deps.logger, replication);
+  const runtime = new Runtime(deps.store, deps.engine, deps.clock, deps.limits, deps.logger, replication, deps.observer);
   const auth = new Authenticator(runtime, replication.pollIntervalMs);
   const admin = new AdminService(runtime, auth);
   return {

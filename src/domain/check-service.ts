@@ -32,7 +32,10 @@ export class CheckService {
     const at = opts.at ?? this.rt.clock.now();
     if (!this.rt.engine.hasEnvironment(ctx.environment.id)) await this.loaded(ctx.environment.id);
     const membersOnly = ctx.principal.environmentId !== null;
-    return this.rt.engine.check(ctx.environment.id, { identityId: req.identityId, permission: req.permission, scope: req.scope, nodeId: req.nodeId, at, explain: opts.explain, membersOnly });
+    const result = this.rt.engine.check(ctx.environment.id, { identityId: req.identityId, permission: req.permission, scope: req.scope, nodeId: req.nodeId, at, explain: opts.explain, membersOnly });
+    if (result.allowed) this.rt.observer.checks(1, 0);
+    else this.rt.observer.checks(0, 1);
+    return result;
   }
 
   /** Answers every item from one state at one instant, results in request order. */
@@ -47,10 +50,13 @@ export class CheckService {
     const explain = opts.explain;
     // one query shape for every item (no spread): the engine's call site stays monomorphic
     const results = new Array<CheckResult>(items.length);
+    let allowed = 0;
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
-      results[i] = this.rt.engine.check(envId, { identityId: item.identityId, permission: item.permission, scope: item.scope, nodeId: item.nodeId, at, explain, membersOnly });
+      const result = (results[i] = this.rt.engine.check(envId, { identityId: item.identityId, permission: item.permission, scope: item.scope, nodeId: item.nodeId, at, explain, membersOnly }));
+      if (result.allowed) allowed++;
     }
+    this.rt.observer.checks(allowed, items.length - allowed);
     return { results, revision: this.rt.engine.revision(envId) };
   }
 

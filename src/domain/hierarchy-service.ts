@@ -56,7 +56,7 @@ export class HierarchyService {
       const revision = await this.rt.bump(tx, effects, envId);
       effects.push(() => {
         this.rt.environment(envId).schema = normalized;
-        if (rootChanged) this.rt.engine.applyNodes(envId, { upsert: [{ id: env.rootNodeId, parentId: null, type: rootType! }] });
+        if (rootChanged) this.rt.applyNodes(envId, { upsert: [{ id: env.rootNodeId, parentId: null, type: rootType! }] });
       });
       return { schema: normalized, revision };
     });
@@ -106,7 +106,7 @@ export class HierarchyService {
       const node: HierarchyNode = { id: newId(), environmentId: envId, parentId, type, name, externalId, metadata, createdAt: now, updatedAt: now };
       await tx.insertNode(node);
       const revision = await this.rt.bump(tx, effects, envId);
-      effects.push(() => this.rt.engine.applyNodes(envId, { upsert: [{ id: node.id, parentId, type }] }));
+      effects.push(() => this.rt.applyNodes(envId, { upsert: [{ id: node.id, parentId, type }] }));
       return { node: { ...node, depth }, revision };
     });
   }
@@ -165,7 +165,7 @@ export class HierarchyService {
       await tx.updateNode(id, { parentId: newParentId, updatedAt });
       const node = await tx.getNode(envId, id);
       const revision = await this.rt.bump(tx, effects, envId);
-      effects.push(() => this.rt.engine.applyNodes(envId, { upsert: [{ id, parentId: newParentId, type }] }));
+      effects.push(() => this.rt.applyNodes(envId, { upsert: [{ id, parentId: newParentId, type }] }));
       return { node: { ...node!, depth: newDepth }, revision };
     });
   }
@@ -193,7 +193,7 @@ export class HierarchyService {
       const revision = await this.rt.bump(tx, effects, envId);
       effects.push(() => {
         for (const a of removed) this.rt.engine.removeAssignment(envId, a);
-        this.rt.engine.applyNodes(envId, { remove: subtree });
+        this.rt.applyNodes(envId, { remove: subtree });
       });
       return { deletedNodes: subtree.length, deletedAssignments: removed.length, revision };
     });

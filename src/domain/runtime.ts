@@ -1,11 +1,12 @@
 import { performance } from "node:perf_hooks";
-import type { Engine } from "../engine/index.js";
+import type { Engine, TreeNode } from "../engine/index.js";
 import type { ChangeNotice, Store, StoreReader, StoreWriter } from "../store/store.js";
 import type { Clock } from "./clock.js";
 import type { Limits } from "./limits.js";
 import type { Environment } from "./model.js";
 import { NotFoundError, UnavailableError } from "./errors.js";
 import { StoreUnavailableError } from "../store/store.js";
+import { NO_OBSERVER, type DomainObserver } from "./observer.js";
 
 /** Minimal structured logger (pino satisfies it). */
 /** Assignment ids indexed per event-loop turn after a load (see Engine.indexIds). */
@@ -64,6 +65,8 @@ export class Runtime {
     readonly limits: Limits,
     readonly logger: Logger,
     readonly replication: ReplicationOptions = DEFAULT_REPLICATION,
+    /** metrics hooks (src/domain/observer.ts) */
+    readonly observer: DomainObserver = NO_OBSERVER,
   ) {
     this.replicated = store.dialect === "postgres";
   }
@@ -148,6 +151,13 @@ export class Runtime {
     const out = new Map<string, number>();
     for (const id of environmentIds) out.set(id, await this.bump(tx, effects, id));
     return out;
+  }
+
+  /** Applies node changes to the engine (one closure rebuild) and reports the rebuild to the observer. */
+  applyNodes(environmentId: string, change: { upsert?: TreeNode[]; remove?: string[] }): void {
+    const started = performance.now();
+    this.engine.applyNodes(environmentId, change);
+    this.observer.closureRebuilt((performance.now() - started) / 1000);
   }
 
   /** Caches a new environment's metadata (its engine state is loaded by the caller). */
@@ -255,8 +265,9 @@ export class Runtime {
     const tick = () => {
       const started = performance.now();
       this.refresh([...this.environments.keys()]).then(
-        () => {
+        (lag) => {
           this.lastConfirmed = started;
+          this.observer.revisionLag(lag);
         },
         (err) => this.logger.warn({ err: (err as Error).message }, "revision poll failed"),
       ).finally(() => {
@@ -278,15 +289,18 @@ export class Runtime {
 
   /**
    * Compares the loaded environments with storage and reloads those behind (or all with `force`);
-   * drops those deleted elsewhere. Throws when storage cannot be read.
+   * drops those deleted elsewhere. Throws when storage cannot be read. Returns how many revisions the
+   * furthest-behind environment was behind storage before the reloads (the replica's revision lag).
    */
-  async refresh(ids: string[], force = false): Promise<void> {
+  async refresh(ids: string[], force = false): Promise<number> {
     if (ids.length === 0) {
       // nothing loaded: still prove storage answers (a nil id matches no environment)
       await this.store.revisions(["00000000-0000-0000-0000-000000000000"]);
-      return;
+      return 0;
     }
     const current = await this.store.revisions(ids);
+    let lag = 0;
+    for (const [id, rev] of current) if (this.engine.hasEnvironment(id)) lag = Math.max(lag, rev - this.engine.revision(id));
     await Promise.all(
       ids.map(async (id) => {
         const rev = current.get(id);
@@ -297,6 +311,7 @@ export class Runtime {
         }
       }),
     );
+    return lag;
   }
 
   private onChange(n: ChangeNotice): void {

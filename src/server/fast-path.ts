@@ -8,6 +8,7 @@ import type { Logger } from "../domain/runtime.js";
 import type { HeaderGetter } from "../api/call.js";
 import { toConnectError } from "../api/errors.js";
 import type { FastUnaryMethod, UnaryCall } from "../api/fast-unary.js";
+import { REQUEST_ID_HEADER, requestIdOf, type MethodObserver, type RpcObserver } from "./observability.js";
 
 /**
  * The fast path: a few hot unary RPCs (Check, CheckBulk, the bench echo) answered straight from the
@@ -86,6 +87,17 @@ class Call implements UnaryCall {
   private timer: NodeJS.Timeout | undefined;
   closed = false;
   readonly header: HeaderGetter;
+  /** metrics and request log of the call's method, until its outcome is reported (src/server/observability.ts) */
+  private stats: MethodObserver | undefined;
+  private started = 0;
+  private peer: string | undefined;
+  requestId = "";
+  /**
+   * Set once the request is decoded and handed to the method, where Connect's interceptors would run:
+   * from then on the answer carries `x-request-id` (header on success, error metadata on failure), as
+   * the Connect adapter's would; body errors before it do not.
+   */
+  echo = false;
 
   constructor(
     headers: RawHeaders,
@@ -112,6 +124,24 @@ class Call implements UnaryCall {
     this.closed = true;
     this.controller?.abort(new ConnectError("the client closed the stream", Code.Canceled));
     this.done();
+    this.finish(Code.Canceled);
+  }
+
+  /** Starts observing the call: counts it as started, takes or makes its request id. */
+  observe(stats: MethodObserver, peer: string | undefined): void {
+    this.stats = stats;
+    this.started = performance.now();
+    this.requestId = requestIdOf(this.header(REQUEST_ID_HEADER));
+    this.peer = peer;
+    stats.started();
+  }
+
+  /** Reports the call's outcome once (the first report wins: a client gone before the answer is CANCELED). */
+  finish(code: number): void {
+    const stats = this.stats;
+    if (stats === undefined) return;
+    this.stats = undefined;
+    stats.handled(code, performance.now() - this.started, this.requestId, this.peer, "fast");
   }
 
   done(): void {
@@ -252,7 +282,10 @@ function exchange(
     if (finished) return;
     finished = true;
     call.done();
-    respond.error(toConnectError(err, logger, method.procedure));
+    const e = toConnectError(err, logger, method.procedure);
+    if (call.echo) e.metadata.set(REQUEST_ID_HEADER, call.requestId);
+    call.finish(e.code);
+    respond.error(e);
   };
   const early = reader.start();
   if (early) {
@@ -271,11 +304,13 @@ function exchange(
     if (finished) return;
     const err = reader.end();
     if (err) return fail(err);
+    call.echo = call.requestId !== "";
     method.run(reader.message, call).then(
       (body) => {
         if (finished) return;
         finished = true;
         call.done();
+        call.finish(0);
         respond.ok(body);
       },
       fail,
@@ -320,7 +355,9 @@ function h2Responder(stream: http2.ServerHttp2Stream, protocol: Protocol, call: 
   if (protocol === "grpc") {
     const send = (body: Uint8Array | undefined, trailers: Record<string, string>) =>
       safely(() => {
-        stream.respond({ ":status": 200, "content-type": GRPC_CONTENT_TYPE }, { waitForTrailers: true });
+        // on success Connect sends the interceptor's x-request-id as a header; on failure it is in the trailers
+        const head = body && call.echo ? { ":status": 200, "content-type": GRPC_CONTENT_TYPE, [REQUEST_ID_HEADER]: call.requestId } : { ":status": 200, "content-type": GRPC_CONTENT_TYPE };
+        stream.respond(head, { waitForTrailers: true });
         stream.once("wantTrailers", () => safely(() => stream.sendTrailers(trailers)));
         if (body) stream.end(grpcFrame(body));
         else stream.end();
@@ -332,7 +369,9 @@ function h2Responder(stream: http2.ServerHttp2Stream, protocol: Protocol, call: 
   }
   return {
     ok: (body) => safely(() => {
-      stream.respond({ ":status": 200, "content-type": CONNECT_CONTENT_TYPE, "content-length": String(body.byteLength) });
+      const head: Record<string, string | number> = { ":status": 200, "content-type": CONNECT_CONTENT_TYPE, "content-length": String(body.byteLength) };
+      if (call.echo) head[REQUEST_ID_HEADER] = call.requestId;
+      stream.respond(head);
       stream.end(body);
     }),
     error: (err) => safely(() => {
@@ -349,8 +388,17 @@ function lengthHintOf(v: string | string[] | undefined): number | undefined {
   return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
-export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; logger: Logger; maxRequestBytes: number }): FastPath {
-  const { methods, logger, maxRequestBytes } = deps;
+export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; logger: Logger; maxRequestBytes: number; observer?: RpcObserver }): FastPath {
+  const { methods, logger, maxRequestBytes, observer } = deps;
+  // each method's metrics and log fields, bound once (the Connect interceptor's per-method observer)
+  const statsOf = new Map<FastUnaryMethod, MethodObserver>();
+  if (observer) {
+    for (const m of methods.values()) {
+      if (m.bare) continue;
+      const slash = m.procedure.indexOf("/");
+      statsOf.set(m, observer.method(m.procedure.slice(0, slash), m.procedure.slice(slash + 1), "unary"));
+    }
+  }
   let calls = 0;
   return {
     get calls() {
@@ -366,6 +414,8 @@ export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; lo
       if (timeout === null) return false;
       calls++;
       const call = new Call(headers, timeout === undefined ? undefined : performance.now() + timeout);
+      const stats = statsOf.get(method);
+      if (stats) call.observe(stats, observer!.logs ? stream.session?.socket?.remoteAddress : undefined);
       stream.on("error", () => undefined);
       stream.once("close", () => call.close());
       const hint = protocol === "connect" ? lengthHintOf(headers["content-length"]) : undefined;
@@ -383,6 +433,8 @@ export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; lo
       if (timeout === null) return false;
       calls++;
       const call = new Call(req.headers, timeout === undefined ? undefined : performance.now() + timeout);
+      const stats = statsOf.get(method);
+      if (stats) call.observe(stats, observer!.logs ? req.socket.remoteAddress : undefined);
       res.once("close", () => {
         if (!res.writableFinished) call.close();
       });
@@ -397,7 +449,14 @@ export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; lo
         }
       };
       exchange(method, new BodyReader(protocol, method, maxRequestBytes, lengthHintOf(req.headers["content-length"])), call, req, {
-        ok: (body) => send(200, { "content-type": CONNECT_CONTENT_TYPE, "content-length": String(body.byteLength) }, body),
+        ok: (body) =>
+          send(
+            200,
+            call.echo
+              ? { "content-type": CONNECT_CONTENT_TYPE, "content-length": String(body.byteLength), [REQUEST_ID_HEADER]: call.requestId }
+              : { "content-type": CONNECT_CONTENT_TYPE, "content-length": String(body.byteLength) },
+            body,
+          ),
         error(err) {
           const r = connectError(err);
           send(r.status, r.headers, r.body);

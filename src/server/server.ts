@@ -14,6 +14,7 @@ import { createRestApi } from "../rest/index.js";
 import { createHealthState, type HealthState } from "./health-state.js";
 import { createProbes } from "./health.js";
 import { registerReflection } from "./reflection.js";
+import { createObservability, type Observability } from "./observability.js";
 
 /** Answers a plain HTTP request (GET /healthz, /metrics, …) and returns true, or returns false to pass it on. */
 export type PlainHttpHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => boolean;
@@ -35,7 +36,9 @@ export interface CanopyServer {
  * `fastPath` puts src/server/fast-path.ts in front for the hot unary calls: any interceptor added here
  * must be applied there too (src/api/fast-unary.ts), or the two paths stop being the same service.
  */
-export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean; fastPath?: boolean; health?: HealthState }): CanopyServer {
+export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean; fastPath?: boolean; health?: HealthState; observability?: Observability }): CanopyServer {
+  // metrics and request logs of every door: Connect (interceptor), fast path (observer), REST (wrap + onOutcome)
+  const observability = deps.observability ?? createObservability({ logger: deps.logger, logRequests: false, metrics: false });
   const health = deps.health ?? createHealthState();
   const routes = canopyRoutes(deps.canopy);
   const probes = createProbes({ canopy: deps.canopy, health });
@@ -49,7 +52,8 @@ export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRe
       probes.routes(router);
       registerReflection(router);
     },
-    interceptors: [errorInterceptor(deps.logger), authInterceptor(deps.canopy), consistencyInterceptor(deps.canopy)],
+    interceptors: [observability.interceptor, errorInterceptor(deps.logger), authInterceptor(deps.canopy), consistencyInterceptor(deps.canopy)],
+    contextValues: observability.contextValues,
     readMaxBytes: deps.maxRequestBytes,
     grpc: true,
     grpcWeb: true,
@@ -59,13 +63,15 @@ export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRe
   });
   // Check, CheckBulk (and the bench echo) answered without the Connect machinery; same rules, same bytes.
   const fastPath = deps.fastPath
-    ? createFastPath({ methods: fastUnaryMethods(deps.canopy, { benchEcho: deps.benchEcho ?? false }), logger: deps.logger, maxRequestBytes: deps.maxRequestBytes })
+    ? createFastPath({ methods: fastUnaryMethods(deps.canopy, { benchEcho: deps.benchEcho ?? false }), logger: deps.logger, maxRequestBytes: deps.maxRequestBytes, observer: observability.rpc })
     : undefined;
   // /api/v1/* is the REST surface (src/rest); everything else is Connect's
-  const rest = createRestApi({ canopy: deps.canopy, logger: deps.logger, maxRequestBytes: deps.maxRequestBytes });
+  const rest = createRestApi({ canopy: deps.canopy, logger: deps.logger, maxRequestBytes: deps.maxRequestBytes, onOutcome: observability.rest.outcome });
+  const restHandle = observability.rest.wrap(rest.handle);
   // plain HTTP endpoints (probes, metrics) answered before REST and Connect; each returns false to pass
   const plainHttp: PlainHttpHandler[] = [probes.http];
-  const server = createDualServer((req, res) => void (plainHttp.some((h) => h(req, res)) || rest.handle(req, res) || handler(req, res)), fastPath);
+  if (observability.metricsHandler) plainHttp.push(observability.metricsHandler);
+  const server = createDualServer((req, res) => void (plainHttp.some((h) => h(req, res)) || restHandle(req, res) || handler(req, res)), fastPath);
   return {
     listen: (port, host) => server.listen(port, host),
     close: () => server.close(),

@@ -8,6 +8,7 @@ import { loadConfig } from "../../src/config.js";
 import { startApp, type App } from "../../src/app.js";
 import { createManualClock } from "../../src/domain/clock.js";
 import type { Limits } from "../../src/domain/limits.js";
+import type { Logger } from "../../src/domain/runtime.js";
 import { AdminService } from "../../src/gen/canopy/v1/admin_pb.js";
 import { freshSchema, usePostgres } from "../support/postgres.js";
 import { AssignmentService } from "../../src/gen/canopy/v1/assignment_pb.js";
@@ -68,7 +69,7 @@ export interface TestServer {
  * Starts a real Canopy server on 127.0.0.1 port 0 over a fresh database (a SQLite file in a temp dir,
  * or a new PostgreSQL schema, by BACKEND), with a manual clock at T0. Every e2e test talks to it through real clients over real sockets.
  */
-export async function startTestServer(opts: { limits?: Partial<Limits>; env?: Record<string, string> } = {}): Promise<TestServer> {
+export async function startTestServer(opts: { limits?: Partial<Limits>; env?: Record<string, string>; logger?: Logger } = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "canopy-e2e-"));
   const pg = BACKEND === "postgres" ? await freshSchema("e2e") : undefined;
   const databaseFile = pg ? "" : join(dir, "canopy.db");
@@ -76,7 +77,7 @@ export async function startTestServer(opts: { limits?: Partial<Limits>; env?: Re
   const base = loadConfig({ CANOPY_PORT: "0", CANOPY_DATABASE_URL: databaseUrl, CANOPY_DATABASE_POOL_SIZE: "4", ...opts.env });
   const config = { ...base, limits: { ...base.limits, ...opts.limits } };
   const clock = createManualClock(T0);
-  const app = await startApp(config, { clock, logger: silent });
+  const app = await startApp(config, { clock, logger: opts.logger ?? silent });
   if (!app.bootstrap) throw new Error("expected a fresh database");
   const transports = new Map<string, Transport>();
   const transport = (protocol: Protocol, key: string, environment?: string): Transport => {
