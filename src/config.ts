@@ -7,7 +7,16 @@ import { DEFAULT_SQLITE_CACHE_MB } from "./store/sqlite.js";
  */
 export interface Config {
   host: string;
-  port: number;
+  /** TCP port; null = no TCP listener (CANOPY_PORT=off, which requires CANOPY_SOCKET) */
+  port: number | null;
+  /** CANOPY_SOCKET: also (or, with CANOPY_PORT=off, only) serve on this Unix domain socket */
+  socketPath: string | undefined;
+  /** CANOPY_SOCKET_MODE: permissions of the socket file (default 0o660) */
+  socketMode: number;
+  /** CANOPY_SHUTDOWN_GRACE_MS: how long in-flight calls may finish after SIGTERM/SIGINT before they are cancelled */
+  shutdownGraceMs: number;
+  /** CANOPY_DEFAULT_DEADLINE_MS: deadline of unary calls sent without one (0 = none) */
+  defaultDeadlineMs: number;
   databaseUrl: string;
   /** PostgreSQL connections per process (CANOPY_DATABASE_POOL_SIZE) */
   databasePoolSize: number;
@@ -57,6 +66,43 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   return n;
 }
 
+function nonNegativeInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** CANOPY_PORT: 0..65535, or `off` for no TCP listener (then CANOPY_SOCKET is required). */
+function portOf(env: NodeJS.ProcessEnv): number | null {
+  const raw = env.CANOPY_PORT;
+  if (raw === undefined || raw === "") return 8080;
+  if (raw === "off") {
+    if (!env.CANOPY_SOCKET) throw new Error("CANOPY_PORT=off needs CANOPY_SOCKET (otherwise nothing would listen)");
+    return null;
+  }
+  const port = Number(raw);
+  if (!/^\d+$/.test(raw) || port > 65535) throw new Error(`CANOPY_PORT must be 0..65535 or off, got ${JSON.stringify(raw)}`);
+  return port;
+}
+
+/** CANOPY_SOCKET: a Unix socket path must fit in sockaddr_un (107 bytes on Linux). */
+function socketPathOf(env: NodeJS.ProcessEnv): string | undefined {
+  const raw = env.CANOPY_SOCKET;
+  if (raw === undefined || raw === "") return undefined;
+  if (Buffer.byteLength(raw) > 107) throw new Error(`CANOPY_SOCKET must be at most 107 bytes long (a Unix socket path), got ${Buffer.byteLength(raw)}`);
+  return raw;
+}
+
+/** CANOPY_SOCKET_MODE: octal permissions such as 660 or 0660 (owner and group read/write by default). */
+function socketModeOf(env: NodeJS.ProcessEnv): number {
+  const raw = env.CANOPY_SOCKET_MODE;
+  if (raw === undefined || raw === "") return 0o660;
+  if (!/^0?[0-7]{3}$/.test(raw)) throw new Error(`CANOPY_SOCKET_MODE must be octal permissions such as 660, got ${JSON.stringify(raw)}`);
+  return parseInt(raw, 8);
+}
+
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** CANOPY_LOG_LEVEL: one of pino's levels. */
@@ -82,8 +128,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const maxStalenessMs = positiveInt(env, "CANOPY_MAX_STALENESS_MS", 5000);
   if (maxStalenessMs <= pollIntervalMs) throw new Error("CANOPY_MAX_STALENESS_MS must be larger than CANOPY_POLL_INTERVAL_MS");
   if (limits.defaultPageSize > limits.maxPageSize) throw new Error("CANOPY_DEFAULT_PAGE_SIZE must not exceed CANOPY_MAX_PAGE_SIZE");
-  const port = env.CANOPY_PORT === undefined || env.CANOPY_PORT === "" ? 8080 : Number(env.CANOPY_PORT);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`CANOPY_PORT must be 0..65535, got ${JSON.stringify(env.CANOPY_PORT)}`);
+  const port = portOf(env);
   const adminKey = env.CANOPY_ADMIN_KEY || undefined;
   if (adminKey !== undefined && (!adminKey.startsWith("cnpy_") || adminKey.length < 32 || adminKey.length > 256)) {
     throw new Error("CANOPY_ADMIN_KEY must start with cnpy_ and be 32..256 characters long");
@@ -91,6 +136,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   return Object.freeze({
     host: env.CANOPY_HOST || "127.0.0.1",
     port,
+    socketPath: socketPathOf(env),
+    socketMode: socketModeOf(env),
+    shutdownGraceMs: nonNegativeInt(env, "CANOPY_SHUTDOWN_GRACE_MS", 10_000),
+    defaultDeadlineMs: nonNegativeInt(env, "CANOPY_DEFAULT_DEADLINE_MS", 30_000),
     databaseUrl: env.CANOPY_DATABASE_URL || DEFAULT_DATABASE_URL,
     databasePoolSize: positiveInt(env, "CANOPY_DATABASE_POOL_SIZE", 10),
     sqliteCacheMb: positiveInt(env, "CANOPY_SQLITE_CACHE_MB", DEFAULT_SQLITE_CACHE_MB),

@@ -2,7 +2,18 @@ import pino from "pino";
 import { loadConfig } from "./config.js";
 import { startApp } from "./app.js";
 
-/** `npm start`: serve Canopy with the configuration from the environment (README "Configuration"). */
+/** How long past the grace period a shutdown may take (store close, replication stop) before the process exits anyway. */
+const SHUTDOWN_SLACK_MS = 15_000;
+
+/**
+ * `npm start`: serve Canopy with the configuration from the environment (README "Configuration").
+ *
+ * SIGTERM or SIGINT starts a graceful shutdown (App.close, docs/SERVING.md): readiness turns false,
+ * the listeners stop accepting, in-flight calls get CANOPY_SHUTDOWN_GRACE_MS to finish and are then
+ * cancelled, replication stops, the store closes; the process exits 0. A second signal during the drain
+ * exits at once with status 1 (committed writes are durable; a transaction still running rolls back).
+ * A shutdown that hangs SHUTDOWN_SLACK_MS past the grace period exits with status 1 too.
+ */
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = pino({ level: config.logLevel });
@@ -19,22 +30,37 @@ async function main(): Promise<void> {
     ];
     process.stdout.write(lines.join("\n") + "\n");
   }
-  logger.info({ url: app.url, database: config.databaseUrl }, "canopy listening (gRPC, gRPC-Web and Connect on one port)");
+  logger.info(
+    { url: app.url || undefined, socket: app.socketPath ?? undefined, database: config.databaseUrl },
+    "canopy listening (gRPC, gRPC-Web, Connect and REST)",
+  );
   let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal during shutdown: exiting now without waiting for in-flight calls");
+      process.exit(1);
+    }
     stopping = true;
-    logger.info({ signal }, "shutting down: draining in-flight requests");
-    app.close().then(
-      () => process.exit(0),
+    // close() stops the listeners before it returns: once this line is logged, new connections are refused
+    const closed = app.close();
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down: draining in-flight calls");
+    setTimeout(() => {
+      logger.error({ graceMs: config.shutdownGraceMs }, "shutdown did not finish in time; exiting");
+      process.exit(1);
+    }, config.shutdownGraceMs + SHUTDOWN_SLACK_MS).unref();
+    closed.then(
+      () => {
+        logger.info({}, "shutdown complete");
+        process.exit(0);
+      },
       (err) => {
         logger.error({ err }, "shutdown failed");
         process.exit(1);
       },
     );
   };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
 }
 
 main().catch((err) => {

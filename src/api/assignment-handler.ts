@@ -93,7 +93,7 @@ export function assignmentHandlers(canopy: Canopy): ServiceImpl<typeof Assignmen
 
     async batchCreateAssignments(req, ctx) {
       const env = await environmentOf(canopy, ctx);
-      const result = await canopy.assignments.batchCreate(env, inputsOf(req.items, 0), req.atomic, req.idempotencyKey);
+      const result = await canopy.assignments.batchCreate(env, inputsOf(req.items, 0), req.atomic, req.idempotencyKey, ctx.signal);
       const t = now();
       return {
         results: result.results.map((r) => itemResultToPb(r, t)),
@@ -114,6 +114,7 @@ export function assignmentHandlers(canopy: Canopy): ServiceImpl<typeof Assignmen
         { identityId: req.identityId, nodeId: req.nodeId, roleId: req.roleId, state: stateFromPb(req.state, "state") },
         req.pageSize,
         req.pageToken,
+        ctx.signal,
       );
       const t = now();
       return { assignments: page.items.map((a) => assignmentToPb(a, t)), nextPageToken: page.nextPageToken };

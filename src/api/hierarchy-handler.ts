@@ -53,7 +53,7 @@ export function hierarchyHandlers(canopy: Canopy): ServiceImpl<typeof HierarchyS
       return { ancestors: (await h.getAncestors((await environmentOf(canopy, ctx)), req.id)).map(nodeToPb) };
     },
     async getSubtree(req, ctx) {
-      const p = await h.getSubtree((await environmentOf(canopy, ctx)), req.id, req.maxDepth, req.pageSize, req.pageToken);
+      const p = await h.getSubtree((await environmentOf(canopy, ctx)), req.id, req.maxDepth, req.pageSize, req.pageToken, ctx.signal);
       return { nodes: p.items.map(nodeToPb), nextPageToken: p.nextPageToken };
     },
   };

@@ -138,7 +138,9 @@ export class AssignmentService {
    * a client that keeps several messages in flight gets few large commits instead of one per message.
    * Results are yielded per transaction, after its commit, with indexes counted across the stream.
    * An error of `source` (e.g. a message over a limit) is thrown once every message received before
-   * it has been written and reported; an aborted `signal` stops before the next transaction.
+   * it has been written and reported; an aborted `signal` (deadline, client gone, shutdown) stops
+   * before the next transaction, also while waiting for the client's next message: items taken but
+   * not yet written are dropped, never reported.
    */
   async *createStream(ctx: EnvironmentContext, source: AsyncIterable<AssignmentInput[]>, signal?: AbortSignal): AsyncGenerator<ItemResult[]> {
     const max = this.rt.limits.writeChunkSize;
@@ -146,10 +148,10 @@ export class AssignmentService {
     try {
       let base = 0;
       for (;;) {
-        const items = await ahead.take(max);
+        const items = await ahead.take(max, signal);
         if (items === undefined) return;
         signal?.throwIfAborted();
-        for await (const results of this.createMany(ctx, items, base)) {
+        for await (const results of this.createMany(ctx, items, base, "items", signal)) {
           this.observeItems(results);
           yield results;
         }
@@ -165,16 +167,17 @@ export class AssignmentService {
   /**
    * Creates independent items in chunks of `limits.writeChunkSize`, one transaction per chunk, and
    * yields each chunk's results after its commit. Indexes start at `baseIndex`. Yields to the event
-   * loop between chunks so checks keep being answered during a long bulk write.
+   * loop between chunks so checks keep being answered during a long bulk write. An aborted `signal`
+   * stops before the next chunk's transaction (chunks already committed stay committed).
    */
-  async *createMany(ctx: EnvironmentContext, items: AssignmentInput[], baseIndex: number, prefix = "items"): AsyncGenerator<ItemResult[]> {
+  async *createMany(ctx: EnvironmentContext, items: AssignmentInput[], baseIndex: number, prefix = "items", signal?: AbortSignal): AsyncGenerator<ItemResult[]> {
     const envId = ctx.environment.id;
     const chunk = this.rt.limits.writeChunkSize;
     for (let start = 0; start < items.length; start += chunk) {
       const slice = items.slice(start, start + chunk);
       let results: ItemResult[];
       try {
-        results = await this.rt.writeIn(envId, (tx, effects) => this.writeChunk(tx, effects, ctx, slice, baseIndex + start, prefix));
+        results = await this.rt.writeIn(envId, (tx, effects) => this.writeChunk(tx, effects, ctx, slice, baseIndex + start, prefix), signal);
       } catch (err) {
         // A constraint the committed state did not predict (e.g. a concurrent writer on a shared
         // database): isolate the offending items by writing this chunk one item at a time.
@@ -194,14 +197,19 @@ export class AssignmentService {
     }
   }
 
-  /** Unary batch: independent items, or all-or-nothing with `atomic`; optional idempotency key. */
-  async batchCreate(ctx: EnvironmentContext, items: AssignmentInput[], atomic: boolean, idempotencyKey: string): Promise<BatchResult> {
+  /**
+   * Unary batch: independent items, or all-or-nothing with `atomic`; optional idempotency key. An
+   * aborted `signal` (the call's deadline) stops before the next transaction and throws its reason:
+   * chunks already committed stay (the call's outcome is then unknown to the client, as for any
+   * deadline); an atomic or idempotent batch is one transaction, so all or nothing.
+   */
+  async batchCreate(ctx: EnvironmentContext, items: AssignmentInput[], atomic: boolean, idempotencyKey: string, signal?: AbortSignal): Promise<BatchResult> {
     checkCount(items.length, this.rt.limits.maxBatchItems, "items", "items per batch");
     if (idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
       throw new InvalidArgumentError("idempotency_key", `must be at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
     }
     const envId = ctx.environment.id;
-    if (!idempotencyKey) return this.observeBatch(await this.runBatch(ctx, items, atomic));
+    if (!idempotencyKey) return this.observeBatch(await this.runBatch(ctx, items, atomic, signal));
 
     const requestHash = createHash("sha256").update(JSON.stringify({ items, atomic })).digest("hex");
     const slot = `${envId}\u0000${idempotencyKey}`;
@@ -233,7 +241,7 @@ export class AssignmentService {
         createdAt: now,
       });
       return result;
-    });
+    }, signal);
     this.inFlightKeys.set(slot, promise);
     try {
       return this.observeBatch(await promise);
@@ -249,9 +257,11 @@ export class AssignmentService {
     return a;
   }
 
-  async listAssignments(ctx: EnvironmentContext, filter: AssignmentListFilter, pageSize: number, pageToken: string) {
+  /** One page of assignments; an aborted `signal` (the call's deadline) stops before the query. */
+  async listAssignments(ctx: EnvironmentContext, filter: AssignmentListFilter, pageSize: number, pageToken: string, signal?: AbortSignal) {
     const page = pageRequest(pageSize, pageToken, this.rt.limits);
     const storeFilter = this.listFilter(filter);
+    signal?.throwIfAborted();
     const rows = await this.rt.store.reader.listAssignments(ctx.environment.id, storeFilter, { limit: page.pageSize + 1, afterId: page.afterId });
     return toPage(rows, page);
   }
@@ -357,12 +367,12 @@ export class AssignmentService {
     this.rt.observer.bulkItems(created, results.length - created);
   }
 
-  private async runBatch(ctx: EnvironmentContext, items: AssignmentInput[], atomic: boolean): Promise<BatchResult> {
+  private async runBatch(ctx: EnvironmentContext, items: AssignmentInput[], atomic: boolean, signal?: AbortSignal): Promise<BatchResult> {
     const envId = ctx.environment.id;
     if (items.length === 0) return { results: [], summary: { total: 0, succeeded: 0, failed: 0 }, revision: this.rt.engine.revision(envId), replayed: false };
-    if (atomic) return this.rt.writeIn(envId, (tx, effects) => this.batchInTransaction(tx, effects, ctx, items, true));
+    if (atomic) return this.rt.writeIn(envId, (tx, effects) => this.batchInTransaction(tx, effects, ctx, items, true), signal);
     const results: ItemResult[] = [];
-    for await (const chunk of this.createMany(ctx, items, 0)) results.push(...chunk);
+    for await (const chunk of this.createMany(ctx, items, 0, "items", signal)) results.push(...chunk);
     return { results, summary: summarize(results), revision: this.rt.engine.revision(envId), replayed: false };
   }
 

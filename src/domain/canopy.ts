@@ -29,6 +29,7 @@ export interface Canopy {
    * lazily on first use and stay warm.
    */
   start(): Promise<void>;
+  /** Stops following other replicas, then waits for the writes still queued or running to finish. */
   stop(): Promise<void>;
   /**
    * On an empty database: creates the default account, application (development + production) and
@@ -64,8 +65,10 @@ export function createCanopy(deps: {
     start() {
       return runtime.startReplication();
     },
-    stop() {
-      return runtime.stopReplication();
+    async stop() {
+      await runtime.stopReplication();
+      // writes still running (a cancelled call's last transaction) finish before the store may close
+      await runtime.settle();
     },
 
     async bootstrap(opts) {

@@ -229,11 +229,12 @@ export class HierarchyService {
     return this.load(envId, closure.ancestors(id), closure);
   }
 
-  /** The node's subtree in pre-order, `maxLevels` below it (0 = all), paged. */
-  async getSubtree(ctx: EnvironmentContext, id: string, maxLevels: number, pageSize: number, pageToken: string): Promise<{ items: NodeView[]; nextPageToken: string }> {
+  /** The node's subtree in pre-order, `maxLevels` below it (0 = all), paged; an aborted `signal` stops before the query. */
+  async getSubtree(ctx: EnvironmentContext, id: string, maxLevels: number, pageSize: number, pageToken: string, signal?: AbortSignal): Promise<{ items: NodeView[]; nextPageToken: string }> {
     requireId(id, "id");
     const { envId, closure } = this.existing(ctx, id);
     const page = offsetPage(closure.subtree(id, maxLevels), pageSize, pageToken, this.rt.limits);
+    signal?.throwIfAborted();
     return { items: await this.load(envId, page.items, closure), nextPageToken: page.nextPageToken };
   }
 

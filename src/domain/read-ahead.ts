@@ -31,9 +31,21 @@ export class ReadAhead<T> {
    * Waits for at least one batch, then takes every queued batch while their items fit in `max`
    * (always at least one batch, however large) and returns their items in order. Undefined once the
    * source has ended and everything was taken; throws the source's error at its place in the order.
+   * While waiting, an aborted `signal` throws its reason (queued batches stay untaken).
    */
-  async take(max: number): Promise<T[] | undefined> {
-    while (this.queue.length === 0 && !this.ended) await new Promise<void>((resolve) => (this.wakeConsumer = resolve));
+  async take(max: number, signal?: AbortSignal): Promise<T[] | undefined> {
+    while (this.queue.length === 0 && !this.ended) {
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve) => {
+        if (!signal) return void (this.wakeConsumer = resolve);
+        const onAbort = () => resolve();
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.wakeConsumer = () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        };
+      });
+    }
     if (this.queue.length === 0) {
       if (this.failed) throw this.error;
       return undefined;

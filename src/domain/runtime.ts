@@ -76,13 +76,17 @@ export class Runtime {
    * environments — a list, or computed from the transaction (then passed to `fn` as `locked`).
    * Every environment a write bumps must be locked here, before the write changes anything: the
    * catch-up reads committed state only, and no revision is claimed whose data is not loaded.
+   * A write whose `signal` (the call's deadline or cancellation) aborted while it waited for its
+   * turn throws the abort reason without starting a transaction.
    */
   write<T>(
     fn: (tx: StoreWriter, effects: Effects, locked: string[]) => Promise<T>,
     lock: string[] | ((tx: StoreWriter) => Promise<string[]>) = [],
+    signal?: AbortSignal,
   ): Promise<T> {
     let locked: string[] = [];
     return this.exclusive(async () => {
+      signal?.throwIfAborted();
       const effects: Effects = [];
       let result: T;
       try {
@@ -123,8 +127,8 @@ export class Runtime {
   }
 
   /** A write inside one environment: locks it (across replicas) and catches up first. */
-  writeIn<T>(environmentId: string, fn: (tx: StoreWriter, effects: Effects) => Promise<T>): Promise<T> {
-    return this.write(fn, [environmentId]);
+  writeIn<T>(environmentId: string, fn: (tx: StoreWriter, effects: Effects) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.write(fn, [environmentId], signal);
   }
 
   /** Bumps the environment's revision inside `tx`, notifies other replicas on commit, queues the engine update. */
@@ -387,6 +391,14 @@ export class Runtime {
     setImmediate(step);
     this.environments.set(env.id, env);
     this.notify(id);
+  }
+
+  /** Resolves once no write or reload is queued or running (shutdown waits for it before closing the store). */
+  async settle(): Promise<void> {
+    for (let t = this.tail; ; t = this.tail) {
+      await t;
+      if (t === this.tail) return;
+    }
   }
 
   /** Serializes `fn` with every write and reload of this process. */

@@ -388,7 +388,7 @@ function lengthHintOf(v: string | string[] | undefined): number | undefined {
   return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
-export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; logger: Logger; maxRequestBytes: number; observer?: RpcObserver }): FastPath {
+export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; logger: Logger; maxRequestBytes: number; defaultDeadlineMs?: number; observer?: RpcObserver }): FastPath {
   const { methods, logger, maxRequestBytes, observer } = deps;
   // each method's metrics and log fields, bound once (the Connect interceptor's per-method observer)
   const statsOf = new Map<FastUnaryMethod, MethodObserver>();
@@ -399,6 +399,11 @@ export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; lo
       statsOf.set(m, observer.method(m.procedure.slice(0, slash), m.procedure.slice(slash + 1), "unary"));
     }
   }
+  // a call without a timeout header gets the server's default deadline (0 = none); the timer starts only if the call waits
+  const deadlineOf = (timeout: number | undefined) => {
+    const ms = timeout ?? (deps.defaultDeadlineMs || undefined);
+    return ms === undefined ? undefined : performance.now() + ms;
+  };
   let calls = 0;
   return {
     get calls() {
@@ -413,7 +418,7 @@ export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; lo
       const timeout = timeoutOf(headers, protocol);
       if (timeout === null) return false;
       calls++;
-      const call = new Call(headers, timeout === undefined ? undefined : performance.now() + timeout);
+      const call = new Call(headers, deadlineOf(timeout));
       const stats = statsOf.get(method);
       if (stats) call.observe(stats, observer!.logs ? stream.session?.socket?.remoteAddress : undefined);
       stream.on("error", () => undefined);
@@ -432,7 +437,7 @@ export function createFastPath(deps: { methods: Map<string, FastUnaryMethod>; lo
       const timeout = timeoutOf(req.headers, protocol);
       if (timeout === null) return false;
       calls++;
-      const call = new Call(req.headers, timeout === undefined ? undefined : performance.now() + timeout);
+      const call = new Call(req.headers, deadlineOf(timeout));
       const stats = statsOf.get(method);
       if (stats) call.observe(stats, observer!.logs ? req.socket.remoteAddress : undefined);
       res.once("close", () => {
