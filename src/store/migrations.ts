@@ -226,13 +226,14 @@ export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
 
 const provider: MigrationProvider = { getMigrations: async () => ({ ...migrations }) };
 
-/** Applies every pending migration; throws the first migration error. */
-export async function migrateToLatest(db: Kysely<any>): Promise<void> {
+/** Applies every pending migration and returns the names it applied, oldest first; throws the first migration error. */
+export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
   // On PostgreSQL the migration bookkeeping lives in the connection's own schema (search_path):
   // Kysely otherwise looks for its tables across every schema and may find another tenant's.
   const migrationTableSchema = isPostgres(db)
     ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0].schema
     : undefined;
-  const { error } = await new Migrator({ db, provider, migrationTableSchema }).migrateToLatest();
+  const { error, results } = await new Migrator({ db, provider, migrationTableSchema }).migrateToLatest();
   if (error) throw error;
+  return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
 }
