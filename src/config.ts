@@ -155,3 +155,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     limits: Object.freeze(limits),
   });
 }
+
+/** A database URL with its password masked, for logs and CLI output. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.password) return url;
+    u.password = "***";
+    return u.toString();
+  } catch {
+    return url;
+  }
+}

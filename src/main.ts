@@ -1,5 +1,5 @@
-import pino from "pino";
-import { loadConfig } from "./config.js";
+import { loadConfig, redactUrl } from "./config.js";
+import { createLogger } from "./server/logger.js";
 import { startApp } from "./app.js";
 
 /** How long past the grace period a shutdown may take (store close, replication stop) before the process exits anyway. */
@@ -16,7 +16,7 @@ const SHUTDOWN_SLACK_MS = 15_000;
  */
 async function main(): Promise<void> {
   const config = loadConfig();
-  const logger = pino({ level: config.logLevel });
+  const logger = createLogger(config.logLevel);
   const app = await startApp(config, { logger });
   if (app.bootstrap) {
     // Printed once, on the first start against an empty database: keys are stored only as hashes.
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     process.stdout.write(lines.join("\n") + "\n");
   }
   logger.info(
-    { url: app.url || undefined, socket: app.socketPath ?? undefined, database: config.databaseUrl },
+    { url: app.url || undefined, socket: app.socketPath ?? undefined, database: redactUrl(config.databaseUrl) },
     "canopy listening (gRPC, gRPC-Web, Connect and REST)",
   );
   let stopping = false;

@@ -1,4 +1,4 @@
-import { DEFAULT_DATABASE_URL } from "../config.js";
+import { DEFAULT_DATABASE_URL, redactUrl } from "../config.js";
 import { migrateDatabase } from "../store/migrate-database.js";
 import { str, type CommandSpec, type Values } from "./args.js";
 import type { Io } from "./io.js";
@@ -18,18 +18,6 @@ export const migrateSpec: CommandSpec = {
     },
   },
 };
-
-/** The URL with its password masked, for printing. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (!u.password) return url;
-    u.password = "***";
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
 
 export async function migrate(values: Values, _positionals: string[], io: Io): Promise<number> {
   const url = str(values, "database-url")!;

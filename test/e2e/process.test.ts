@@ -138,6 +138,20 @@ describe.skipIf(!ready)(`canopy process (${BACKEND})`, () => {
     await kill9(r);
   });
 
+  it.skipIf(BACKEND !== "postgres")("logs the database URL with its password masked", async () => {
+    const u = new URL(await freshDatabase());
+    u.password = "hunter2-not-logged"; // trust auth: the server never asks for it
+    const r = await start(u.toString());
+    // start() resolves on the "listening" line, which carries the database too
+    const line = r.stdout.split("\n").find((l) => l.includes('"database"'));
+    expect(line, r.stdout).toBeDefined();
+    const logged = new URL(JSON.parse(line!).database as string);
+    expect(logged.password).toBe("***");
+    expect(logged.pathname).toBe(u.pathname);
+    expect(r.stdout).not.toContain("hunter2-not-logged");
+    await kill9(r);
+  });
+
   it("keeps every acknowledged write after SIGKILL right after the reply", async () => {
     const db = await freshDatabase();
     const adminKey = "cnpy_" + "d".repeat(40);
