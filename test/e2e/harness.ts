@@ -1,11 +1,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { loadConfig } from "../../src/config.js";
 import { startApp, type App } from "../../src/app.js";
+import type { Clients } from "../../src/cli/client.js";
 import { createManualClock } from "../../src/domain/clock.js";
 import type { Limits } from "../../src/domain/limits.js";
 import type { Logger } from "../../src/domain/runtime.js";
@@ -22,14 +23,8 @@ export const T0 = Date.UTC(2026, 0, 1);
 
 const silent = { info() {}, warn() {}, error() {} };
 
-export interface Clients {
-  check: Client<typeof CheckService>;
-  assignments: Client<typeof AssignmentService>;
-  hierarchy: Client<typeof HierarchyService>;
-  catalog: Client<typeof CatalogService>;
-  identities: Client<typeof IdentityService>;
-  admin: Client<typeof AdminService>;
-}
+/** Typed clients of every canopy.v1 service (the CLI's type: src/cli/client.ts). */
+export type { Clients } from "../../src/cli/client.js";
 
 /** The backend this run of the e2e suite uses (vitest project e2e-sqlite / e2e-postgres). */
 export const BACKEND: "sqlite" | "postgres" = process.env.CANOPY_TEST_BACKEND === "postgres" ? "postgres" : "sqlite";
