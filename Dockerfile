@@ -3,7 +3,7 @@
 #   docker run -p 8080:8080 -v canopy-data:/app/data canopy
 # The image's command is the `canopy` CLI: `docker run … canopy migrate`, `… canopy keys list`, etc.
 
-# --- build: compile TypeScript and the better-sqlite3 native module, then drop dev dependencies
+# --- build: compile TypeScript, the dashboard and the better-sqlite3 native module, then drop dev dependencies
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 # better-sqlite3 compiles from source when no prebuilt binary can be downloaded
@@ -15,6 +15,8 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 COPY scripts ./scripts
+# the admin dashboard (React + Vite), built by `npm run build` into dist/web and served at /
+COPY web ./web
 # prune keeps the native module built above (node_modules/better-sqlite3/build), so the final stage
 # needs no compiler
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund

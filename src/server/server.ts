@@ -17,6 +17,7 @@ import { createHealthState, type HealthState } from "./health-state.js";
 import { createProbes } from "./health.js";
 import { registerReflection } from "./reflection.js";
 import { createObservability, type Observability } from "./observability.js";
+import { createWebApp } from "./web-app.js";
 
 /** Answers a plain HTTP request (GET /healthz, /metrics, …) and returns true, or returns false to pass it on. */
 export type PlainHttpHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => boolean;
@@ -41,10 +42,11 @@ export interface CanopyServer {
  * The Connect server: every Canopy service on one port, speaking gRPC, gRPC-Web and Connect over
  * HTTP/2 cleartext and HTTP/1.1, with the REST surface (/api/v1, src/rest) beside them. Interceptors run in a fixed order: errors (outermost) → default
  * deadline (unary calls without one get `defaultDeadlineMs`) → auth → consistency (min_revision). `benchEcho` adds the benchmark's transport floor (see echo.proto).
+ * `webRoot` overrides where the dashboard's build is read from (src/server/web-app.ts).
  * `fastPath` puts src/server/fast-path.ts in front for the hot unary calls: any interceptor added here
  * must be applied there too (src/api/fast-unary.ts), or the two paths stop being the same service.
  */
-export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean; fastPath?: boolean; health?: HealthState; shutdownGraceMs?: number; defaultDeadlineMs?: number; observability?: Observability }): CanopyServer {
+export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRequestBytes: number; benchEcho?: boolean; fastPath?: boolean; health?: HealthState; shutdownGraceMs?: number; defaultDeadlineMs?: number; observability?: Observability; webRoot?: string }): CanopyServer {
   // metrics and request logs of every door: Connect (interceptor), fast path (observer), REST (wrap + onOutcome)
   const observability = deps.observability ?? createObservability({ logger: deps.logger, logRequests: false, metrics: false });
   // aborted when the shutdown grace period ends: every Connect handler's signal aborts with it
@@ -82,6 +84,8 @@ export function createCanopyServer(deps: { canopy: Canopy; logger: Logger; maxRe
   // plain HTTP endpoints (probes, metrics) answered before REST and Connect; each returns false to pass
   const plainHttp: PlainHttpHandler[] = [probes.http];
   if (observability.metricsHandler) plainHttp.push(observability.metricsHandler);
+  // the admin dashboard (web/, built into dist/web): last, and it passes on every API, probe and RPC path
+  plainHttp.push(createWebApp({ root: deps.webRoot }));
   const server = createDualServer((req, res) => void (plainHttp.some((h) => h(req, res)) || restHandle(req, res) || handler(req, res)), fastPath);
   return {
     listen: (port, host) => server.listen(port, host),
