@@ -1,8 +1,9 @@
 import { defineConfig } from "vitest/config";
 
 /**
- * Three projects: pure/unit and store conformance (each conformance file picks its own backend), and
- * the end-to-end suite twice — once over SQLite, once over PostgreSQL (CANOPY_TEST_BACKEND).
+ * Four projects: pure/unit and store conformance (each conformance file picks its own backend), the
+ * end-to-end suite twice — once over SQLite, once over PostgreSQL (CANOPY_TEST_BACKEND) — and the
+ * dashboard in a real Chromium (test/browser, playwright-core) against a server on SQLite.
  */
 export default defineConfig({
   test: {
@@ -13,6 +14,7 @@ export default defineConfig({
       { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts", "test/conformance/**/*.test.ts"] } },
       { extends: true, test: { name: "e2e-sqlite", include: ["test/e2e/**/*.test.ts"], env: { CANOPY_TEST_BACKEND: "sqlite" } } },
       { extends: true, test: { name: "e2e-postgres", include: ["test/e2e/**/*.test.ts"], env: { CANOPY_TEST_BACKEND: "postgres" } } },
+      { extends: true, test: { name: "browser", include: ["test/browser/**/*.test.ts"], env: { CANOPY_TEST_BACKEND: "sqlite" } } },
     ],
   },
 });

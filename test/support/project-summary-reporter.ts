@@ -1,7 +1,7 @@
 import type { Reporter, TestModule } from "vitest/node";
 
 /**
- * Prints one line per vitest project (unit, e2e-sqlite, e2e-postgres) with its passed / failed /
+ * Prints one line per vitest project (unit, e2e-sqlite, e2e-postgres, browser) with its passed / failed /
  * skipped counts, so CI shows that both backends really ran. Used by .ci/run.
  */
 export default class ProjectSummaryReporter implements Reporter {

@@ -130,6 +130,7 @@ export function CheckPage() {
                   {result.explanation.map((g) => (
                     <li key={g.assignmentId} data-testid="check-path-item">
                       Role <strong>{d.roles.get(g.roleId) ?? g.roleId}</strong> assigned at <strong>{nodePath(d.nodes, g.nodeId)}</strong>
+                      {" "}
                       {g.inherited ? <span className="badge">inherited from {d.nodes.get(g.nodeId)?.name ?? g.nodeId}</span> : <span className="badge">at this node</span>}
                       <span className="muted">
                         {" "}
