@@ -138,3 +138,24 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): { data: T |
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { ...state, reload };
 }
+
+/**
+ * One server action at a time with its busy flag and the error to show: `run` clears the error, sets busy,
+ * keeps the error if the action throws, and clears busy either way.
+ */
+export function useAction(): { busy: boolean; error: unknown; run: (action: () => Promise<void>) => Promise<void> } {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+  const run = useCallback(async (action: () => Promise<void>) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await action();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  }, []);
+  return { busy, error, run };
+}

@@ -1,6 +1,6 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { listAll } from "../api";
-import { ErrorText, Loading, useLoad } from "../ui";
+import { ErrorText, Loading, useAction, useLoad } from "../ui";
 import { useWorkspace } from "../workspace";
 import type { Permission, Role } from "../../../src/gen/canopy/v1/catalog_pb.js";
 
@@ -48,23 +48,16 @@ function CreatePermission() {
   const { api, notify, changed } = useWorkspace();
   const [key, setKey] = useState("");
   const [description, setDescription] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
-  const submit = async (e: FormEvent) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
+    void run(async () => {
       await api.catalog.batchCreatePermissions({ permissions: [{ key: key.trim(), description: description.trim() }] });
       notify({ tone: "ok", text: `Created permission ${key.trim()}` });
       setKey("");
       setDescription("");
       changed();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <form className="form compact" onSubmit={submit} aria-label="Create permission" data-testid="create-permission-form">
@@ -87,22 +80,15 @@ function CreatePermission() {
 function CreateRole() {
   const { api, notify, changed } = useWorkspace();
   const [name, setName] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
-  const submit = async (e: FormEvent) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
+    void run(async () => {
       await api.catalog.createRole({ name: name.trim() });
       notify({ tone: "ok", text: `Created role ${name.trim()}` });
       setName("");
       changed();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <form className="form compact" onSubmit={submit} aria-label="Create role" data-testid="create-role-form">
@@ -122,22 +108,14 @@ function RoleCard(props: { role: Role; permissions: Permission[] }) {
   const { api, notify, changed } = useWorkspace();
   const [keys, setKeys] = useState(new Set(props.role.permissionKeys));
   useEffect(() => setKeys(new Set(props.role.permissionKeys)), [props.role]);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
+  const { busy, error, run } = useAction();
   const dirty = keys.size !== props.role.permissionKeys.length || props.role.permissionKeys.some((k) => !keys.has(k));
-  const save = async () => {
-    setBusy(true);
-    setError(undefined);
-    try {
+  const save = () =>
+    run(async () => {
       await api.catalog.setRolePermissions({ id: props.role.id, permissionKeys: [...keys] });
       notify({ tone: "ok", text: `Saved the permissions of ${props.role.name}` });
       changed();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   return (
     <fieldset className="card role-card" data-testid="role-card" data-role-id={props.role.id} data-role-name={props.role.name}>
       <legend>{props.role.name}</legend>
